@@ -1,0 +1,119 @@
+"""Events are validated values."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from smtp_proto import (
+    ConnectionClosed,
+    DeliveryStatus,
+    EhloFeatures,
+    EnhancedStatusCode,
+    Greeting,
+    Reply,
+)
+
+
+def reply(code: int = 250, *lines: str) -> Reply:
+    return Reply(code=code, lines=lines or ("ok",), raw=b"")
+
+
+@pytest.mark.parametrize("code", [199, 600, 0, -250, "250", 250.0, True])
+def test_reply_code_is_validated(code: object) -> None:
+    with pytest.raises(ValueError, match="reply code"):
+        Reply(code=code, lines=("x",))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("lines", [(), ["x"], "x"])
+def test_reply_lines_are_a_non_empty_tuple(lines: object) -> None:
+    with pytest.raises(ValueError, match="lines"):
+        Reply(code=250, lines=lines)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("code", "flags"),
+    [
+        (250, (True, False, False, False, False)),
+        (354, (False, True, False, False, False)),
+        (451, (False, False, True, False, True)),
+        (550, (False, False, False, True, True)),
+    ],
+)
+def test_reply_classes(code: int, flags: tuple[bool, ...]) -> None:
+    r = reply(code)
+    assert (
+        r.is_positive,
+        r.is_intermediate,
+        r.is_transient,
+        r.is_permanent,
+        r.is_negative,
+    ) == flags
+
+
+def test_reply_text_and_repr() -> None:
+    r = Reply(code=250, lines=("one", "two"), raw=b"250-one\r\n250 two\r\n")
+    assert r.text == "one\ntwo"
+    assert "raw" not in repr(r)
+    assert repr(r).startswith("Reply(code=250")
+
+
+def test_events_are_frozen_and_keyword_only() -> None:
+    r = reply()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.code = 550  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Greeting(r)  # type: ignore[call-arg]
+    assert Greeting(reply=r).accepted
+    assert not Greeting(reply=reply(554)).accepted
+
+
+@pytest.mark.parametrize(
+    ("status_class", "subject", "detail"),
+    [(3, 0, 0), (1, 0, 0), (2, 1000, 0), (2, 0, -1), (2, "1", 0)],
+)
+def test_enhanced_status_code_is_validated(status_class: int, subject: int, detail: int) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        EnhancedStatusCode(status_class=status_class, subject=subject, detail=detail)
+
+
+def test_ehlo_features_are_frozen_even_if_the_dict_is_not() -> None:
+    extensions = {"PIPELINING": (), "SIZE": ("100",)}
+    features = EhloFeatures(reply=reply(), esmtp=True, server_name="mx", extensions=extensions)
+    extensions["CHUNKING"] = ()
+    assert not features.chunking
+    with pytest.raises(TypeError):
+        features.extensions["X"] = ()  # type: ignore[index]
+    assert features.supports("pipelining")
+    assert features.max_message_size == 100
+
+
+@pytest.mark.parametrize(
+    ("params", "size"),
+    [
+        ((), None),
+        (("0",), None),
+        (("12345",), 12345),
+        (("1" * 20,), int("1" * 20)),
+        (("1" * 21,), None),
+        (("-5",), None),
+        (("١٢",), None),  # non-ASCII digits are not a size
+        (("10", "20"), None),
+    ],
+)
+def test_max_message_size(params: tuple[str, ...], size: int | None) -> None:
+    features = EhloFeatures(
+        reply=reply(), esmtp=True, server_name="mx", extensions={"SIZE": params}
+    )
+    assert features.max_message_size == size
+
+
+def test_ehlo_features_without_size() -> None:
+    features = EhloFeatures(reply=reply(), esmtp=False, server_name="mx")
+    assert features.max_message_size is None
+    assert features.auth_mechanisms == frozenset()
+
+
+def test_connection_closed_defaults_to_no_transaction() -> None:
+    assert ConnectionClosed().delivery is DeliveryStatus.NO_TRANSACTION

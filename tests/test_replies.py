@@ -1,0 +1,282 @@
+"""The reply reader, fed whole, byte by byte and with trailing data."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smtp_proto import EnhancedStatusCode, Limits, RemoteProtocolError, Reply
+from smtp_proto._replies import ReplyReader, parse_enhanced_status
+
+
+def read_all(
+    data: bytes, splits: list[int] | None = None, limits: Limits | None = None
+) -> list[Reply]:
+    """Feed *data* in pieces (cut at *splits*, or whole) and collect every reply."""
+    reader = ReplyReader(limits or Limits())
+    replies: list[Reply] = []
+    cuts = [0, *sorted(set(splits or [])), len(data)]
+    for start, end in itertools.pairwise(cuts):
+        reader.feed(data[start:end])
+        while (reply := reader.next_reply()) is not None:
+            replies.append(reply)
+    return replies
+
+
+def every_way(data: bytes, limits: Limits | None = None) -> list[Reply]:
+    """Read *data* whole and byte by byte, demand the same replies, return them."""
+    whole = read_all(data, limits=limits)
+    assert read_all(data, list(range(1, len(data))), limits) == whole
+    return whole
+
+
+GOOD = [
+    (b"220 mail.example.org ESMTP\r\n", 220, ("mail.example.org ESMTP",)),
+    (b"250\r\n", 250, ("",)),
+    (b"250 \r\n", 250, ("",)),
+    (b"250-\r\n250 last\r\n", 250, ("", "last")),
+    (
+        b"250-mail.example.org\r\n250-PIPELINING\r\n250 CHUNKING\r\n",
+        250,
+        ("mail.example.org", "PIPELINING", "CHUNKING"),
+    ),
+    (b"554 5.7.1 no\tthanks\r\n", 554, ("5.7.1 no\tthanks",)),
+    (b"421 4.3.2 shutting down\r\n", 421, ("4.3.2 shutting down",)),
+    (b"354 go ahead\r\n", 354, ("go ahead",)),
+    (b"250 ok \xc3\xa9t\xc3\xa9\r\n", 250, ("ok \u00e9t\u00e9",)),
+]
+
+
+@pytest.mark.parametrize(("data", "code", "lines"), GOOD)
+def test_valid_replies(data: bytes, code: int, lines: tuple[str, ...]) -> None:
+    [reply] = every_way(data)
+    assert reply.code == code
+    assert reply.lines == lines
+    assert reply.raw == data
+
+
+def test_trailing_data_is_kept_for_the_next_reply() -> None:
+    data = b"250 first\r\n251 second\r\n25"
+    reader = ReplyReader(Limits())
+    reader.feed(data)
+    assert reader.next_reply() == Reply(code=250, lines=("first",), raw=b"250 first\r\n")
+    assert reader.next_reply() == Reply(code=251, lines=("second",), raw=b"251 second\r\n")
+    assert reader.next_reply() is None
+    assert reader.buffered == 2
+    assert reader.in_reply
+    reader.feed(b"2 third\r\n")
+    third = reader.next_reply()
+    assert third is not None
+    assert third.code == 252
+    assert not reader.in_reply
+
+
+def test_many_replies_every_way() -> None:
+    data = b"".join(item[0] for item in GOOD)
+    assert [(r.code, r.lines) for r in every_way(data)] == [(c, lines) for _, c, lines in GOOD]
+
+
+def test_text_that_is_not_utf8_is_kept_without_loss() -> None:
+    [reply] = every_way(b"250 caf\xe9 \xff\xfe\r\n")
+    assert reply.lines == ("caf\udce9 \udcff\udcfe",)
+    assert reply.lines[0].encode("utf-8", "surrogateescape") == b"caf\xe9 \xff\xfe"
+
+
+def test_enhanced_status_codes() -> None:
+    [reply] = every_way(b"550-5.1.1 no such user\r\n550 5.1.1 really\r\n")
+    assert reply.enhanced_status == EnhancedStatusCode(status_class=5, subject=1, detail=1)
+    assert str(reply.enhanced_status) == "5.1.1"
+    [reply] = every_way(b"250 2.0.0\r\n")
+    assert reply.enhanced_status == EnhancedStatusCode(status_class=2, subject=0, detail=0)
+    [reply] = every_way(b"452 4.5.3 too many recipients\r\n")
+    assert str(reply.enhanced_status) == "4.5.3"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5.1.1 class disagrees with a 250",  # RFC 3463: the classes must agree
+        "2.1.1000 four digits",
+        "2.1 too short",
+        "2.0.0x glued to text",
+        "3.0.0 no such class",
+        "ok 2.0.0 not at the start",
+        "",
+    ],
+)
+def test_enhanced_status_code_dropped(text: str) -> None:
+    assert parse_enhanced_status(250, text) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"250 ok\n", "bare LF"),
+        (b"\n", "bare LF"),
+        (b"250 o\rk\r\n", "bare CR"),
+        (b"250 ok\r\r\n", "bare CR"),
+        (b"250-a\r\n250 b\n", "bare LF"),
+        (b"199 too low\r\n", "malformed"),
+        (b"600 too high\r\n", "malformed"),
+        (b"260 second digit above 5\r\n", "malformed"),
+        (b"2500 four digits\r\n", "malformed"),
+        (b"25 two digits\r\n", "malformed"),
+        (b"\r\n", "malformed"),
+        (b"abc\r\n", "malformed"),
+        (b"250x\r\n", "malformed"),
+        (b" 250 leading space\r\n", "malformed"),
+        (b"250 nul \x00 inside\r\n", "malformed"),
+        (b"250 escape \x1b[31m\r\n", "malformed"),
+        (b"250 delete \x7f\r\n", "malformed"),
+        (b"250-a\r\n251 b\r\n", "changed from 250 to 251"),
+    ],
+)
+def test_malformed_replies(data: bytes, message: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=message):
+        read_all(data)
+    with pytest.raises(RemoteProtocolError, match=message):
+        read_all(data, list(range(1, len(data))))
+
+
+def test_bare_cr_is_refused_as_soon_as_the_next_octet_arrives() -> None:
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 ok\r")
+    assert reader.next_reply() is None  # the LF may still come
+    reader.feed(b"x")
+    with pytest.raises(RemoteProtocolError, match="bare CR"):
+        reader.next_reply()
+
+
+def test_bare_lf_is_refused_before_the_reply_completes() -> None:
+    reader = ReplyReader(Limits())
+    reader.feed(b"250-first\n")
+    with pytest.raises(RemoteProtocolError, match="bare LF"):
+        reader.next_reply()
+
+
+LIMITS = Limits(
+    max_reply_line_length=16, max_reply_lines=3, max_reply_size=40, max_receive_buffer=64
+)
+
+
+def test_reply_line_length_limit() -> None:
+    at_limit = b"250 " + b"x" * 10 + b"\r\n"
+    assert len(at_limit) == 16
+    [reply] = every_way(at_limit, LIMITS)
+    assert reply.lines == ("x" * 10,)
+    with pytest.raises(RemoteProtocolError, match="max_reply_line_length"):
+        read_all(b"250 " + b"x" * 11 + b"\r\n", limits=LIMITS)
+
+
+def test_reply_line_limit_is_enforced_before_the_line_ends() -> None:
+    reader = ReplyReader(LIMITS)
+    reader.feed(b"250 " + b"x" * 11)
+    assert reader.next_reply() is None
+    reader.feed(b"x")  # 16 octets and no line end: the line cannot fit any more
+    with pytest.raises(RemoteProtocolError, match="max_reply_line_length"):
+        reader.next_reply()
+
+
+def test_lines_per_reply_limit() -> None:
+    [reply] = every_way(b"250-a\r\n250-b\r\n250 c\r\n", LIMITS)
+    assert reply.lines == ("a", "b", "c")
+    with pytest.raises(RemoteProtocolError, match="max_reply_lines"):
+        read_all(b"250-a\r\n250-b\r\n250-c\r\n250 d\r\n", limits=LIMITS)
+
+
+def test_reply_size_limit() -> None:
+    limits = Limits(
+        max_reply_line_length=16, max_reply_lines=10, max_reply_size=40, max_receive_buffer=64
+    )
+    line = b"250-" + b"x" * 10 + b"\r\n"
+    with pytest.raises(RemoteProtocolError, match="max_reply_size"):
+        read_all(line * 3, limits=limits)
+    [reply] = every_way(line + line + b"250 " + b"x" * 2 + b"\r\n", limits)
+    assert len(reply.raw) == 40
+
+
+def test_receive_buffer_limit_refuses_before_buffering() -> None:
+    reader = ReplyReader(LIMITS)
+    reader.feed(b"x" * 64)
+    with pytest.raises(RemoteProtocolError, match="max_receive_buffer"):
+        reader.feed(b"y")
+    assert reader.buffered == 64
+
+
+def test_clear_forgets_everything() -> None:
+    reader = ReplyReader(Limits())
+    reader.feed(b"250-partial\r\n250 x")
+    assert reader.next_reply() is None
+    reader.clear()
+    assert not reader.in_reply
+    reader.feed(b"220 fresh\r\n")
+    reply = reader.next_reply()
+    assert reply is not None
+    assert reply.lines == ("fresh",)
+
+
+def test_work_is_linear_when_fed_byte_by_byte() -> None:
+    # A maximal reply, fed one octet at a time: the reader must examine each octet a bounded
+    # number of times. A reader that rescans its buffer on every feed would examine about
+    # size**2 / 2 octets (some 10**9 here) and fail this by orders of magnitude.
+    line = b"250-" + b"x" * 4000 + b"\r\n"
+    data = line * 15 + b"250 end\r\n"
+    reader = ReplyReader(Limits())
+    replies = []
+    for index in range(len(data)):
+        reader.feed(data[index : index + 1])
+        if (reply := reader.next_reply()) is not None:
+            replies.append(reply)
+    assert len(replies) == 1
+    assert replies[0].raw == data
+    assert reader.bytes_examined <= 2 * len(data)
+
+
+# -- properties ---------------------------------------------------------------------------
+
+TEXT = st.text(
+    alphabet=st.characters(
+        blacklist_categories=["Cs"], blacklist_characters="\r\n\x7f", min_codepoint=0x20
+    )
+    | st.just("\t"),
+    max_size=40,
+)
+
+
+@st.composite
+def replies(draw: st.DrawFn) -> tuple[int, list[str], bytes]:
+    code = draw(st.integers(2, 5)) * 100 + draw(st.integers(0, 5)) * 10 + draw(st.integers(0, 9))
+    lines = draw(st.lists(TEXT, min_size=1, max_size=5))
+    last = len(lines) - 1
+    raw = b"".join(
+        b"%d%s%s\r\n" % (code, b" " if i == last else b"-", text.encode())
+        for i, text in enumerate(lines)
+    )
+    return code, lines, raw
+
+
+@given(replies(), st.lists(st.integers(0, 400), max_size=10))
+def test_any_valid_reply_parses_the_same_however_split(
+    reply: tuple[int, list[str], bytes], splits: list[int]
+) -> None:
+    code, lines, raw = reply
+    [parsed] = read_all(raw, [s for s in splits if s < len(raw)])
+    assert parsed.code == code
+    assert parsed.lines == tuple(lines)
+    assert parsed.raw == raw
+
+
+@given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=10))
+def test_arbitrary_bytes_give_replies_or_remote_protocol_error(
+    data: bytes, splits: list[int]
+) -> None:
+    # Whatever arrives, the reader returns replies or raises RemoteProtocolError, and never
+    # anything else; every reply it returns is exactly octets it was given.
+    try:
+        got = read_all(data, [s for s in splits if s < len(data)])
+    except RemoteProtocolError:
+        return
+    assert b"".join(reply.raw for reply in got) == data[: sum(len(r.raw) for r in got)]
