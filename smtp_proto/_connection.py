@@ -1,0 +1,581 @@
+"""The client connection: the one object a transport drives.
+
+The loop every transport runs is the same, whatever its I/O:
+
+1. write whatever :meth:`ClientConnection.data_to_send` returns;
+2. call :meth:`ClientConnection.next_event` until it returns :data:`NEED_DATA`;
+3. read from the network, with :attr:`ClientConnection.timeout` as the deadline, and pass
+   what arrived to :meth:`ClientConnection.receive_data` (``b""`` when the peer closed).
+
+Commands are methods (:meth:`~ClientConnection.ehlo`, :meth:`~ClientConnection.mail`, ...).
+Each checks the session's state and its arguments, and appends the command's bytes to an
+outbox; nothing is produced when a check fails. The engine also writes on its own in one
+case: when EHLO is refused with 500 or 502 it sends HELO (RFC 5321 section 4.1.4), so a
+transport must flush the outbox after pulling events as well as after sending commands.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Concatenate, Final, ParamSpec, TypeVar
+
+from ._commands import format_command, format_hello, format_mail, format_rcpt
+from ._data import DataWriter
+from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._events import (
+    ConnectionClosed,
+    DeliveryStatus,
+    EhloFeatures,
+    Event,
+    MessageAccepted,
+    MessageRejected,
+    ReadyForData,
+    RecipientAccepted,
+    Reply,
+    ServiceClosing,
+)
+from ._limits import Limits, Timeouts
+from ._replies import ReplyReader
+from ._state import (
+    GROUP_ENDERS,
+    MESSAGE_END_COMMANDS,
+    REPLY_TRANSITIONS,
+    SEND_TRANSITIONS,
+    TIMEOUT_FIELD,
+    TRANSACTION_COMMANDS,
+    TRANSACTION_STATES,
+    Command,
+    ReplyClass,
+    State,
+    reply_class,
+)
+
+__all__ = ["NEED_DATA", "PAUSED", "ClientConnection", "Sentinel"]
+
+
+class Sentinel(enum.Enum):
+    """The two things :meth:`ClientConnection.next_event` returns that are not events."""
+
+    #: Nothing more can be parsed: feed more bytes with ``receive_data``.
+    NEED_DATA = "NEED_DATA"
+    #: The engine is waiting for the transport, not the server: after STARTTLS was
+    #: accepted, do the TLS handshake and call ``tls_established``.
+    PAUSED = "PAUSED"
+
+    def __repr__(self) -> str:
+        return self.value
+
+
+NEED_DATA: Final = Sentinel.NEED_DATA
+PAUSED: Final = Sentinel.PAUSED
+
+# The verbs that have methods of their own, because they change the session's state.
+# send_command() refuses them so that the state machine can never be bypassed.
+_RESERVED_VERBS = frozenset(
+    {"EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "QUIT", "STARTTLS"}
+    | {"NOOP", "VRFY", "EXPN", "HELP", "AUTH"}
+)
+
+# RFC 5321 section 4.1.4: a server that does not know EHLO answers 500 or 502, and the client
+# may then fall back to HELO.
+_EHLO_UNKNOWN = frozenset({500, 502})
+
+
+class _Transaction:
+    # One mail transaction's bookkeeping, shared by the commands that belong to it.
+    __slots__ = ("accepted", "message_failed")
+
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+        self.message_failed = False
+
+
+class _Pending:
+    # A command on the wire whose reply has not arrived (or, under LMTP, not all replies).
+    __slots__ = ("argument", "command", "replies", "transaction")
+
+    def __init__(self, command: Command, argument: str, transaction: _Transaction | None):
+        self.command = command
+        self.argument = argument
+        self.transaction = transaction
+        self.replies = 0
+
+
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
+
+
+def _poisons(
+    method: Callable[Concatenate[ClientConnection, _Params], _Result],
+) -> Callable[Concatenate[ClientConnection, _Params], _Result]:
+    # Every public entry point goes through here: a poisoned connection refuses the call,
+    # and a protocol error raised by the call poisons the connection.
+    @functools.wraps(method)
+    def guarded(
+        self: ClientConnection, /, *args: _Params.args, **kwargs: _Params.kwargs
+    ) -> _Result:
+        if self._poisoned_by is not None:
+            error = self._poisoned_by if method.__name__ in _RECEIVING else LocalProtocolError
+            raise error(f"the connection is unusable after an earlier {self._poisoned_by.__name__}")
+        try:
+            return method(self, *args, **kwargs)
+        except ProtocolError as exc:
+            self._poisoned_by = type(exc)
+            self._state = State.ERROR
+            raise
+
+    return guarded
+
+
+# Methods after which a poisoned connection re-raises the kind of error that poisoned it;
+# every other method raises LocalProtocolError, since calling it was the caller's mistake.
+_RECEIVING = frozenset({"receive_data", "next_event"})
+
+
+class ClientConnection:
+    """The client side of one SMTP or LMTP session, without any I/O.
+
+    :param lmtp: speak LMTP (RFC 2033): greet with LHLO and expect one reply per accepted
+        recipient after the message.
+    :param tls_active: the connection is already encrypted (implicit TLS, RFC 8314).
+    :param require_tls: refuse to start a mail transaction, and never fall back from EHLO to
+        HELO, until TLS is active. Set it when the transport's policy is "STARTTLS required".
+    :param limits: bounds on buffering and counts; see :class:`Limits`.
+    :param timeouts: reply timeouts to publish; see :class:`Timeouts`.
+    """
+
+    def __init__(
+        self,
+        *,
+        lmtp: bool = False,
+        tls_active: bool = False,
+        require_tls: bool = False,
+        limits: Limits | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        self._lmtp = lmtp
+        self._tls_active = tls_active
+        self._require_tls = require_tls
+        self._limits = limits if limits is not None else Limits()
+        self._timeouts = timeouts if timeouts is not None else Timeouts()
+        self._reader = ReplyReader(self._limits)
+        self._state = State.AWAIT_GREETING
+        # Commands awaiting replies, oldest first. Replies are matched to commands purely by
+        # counting (RFC 2920 section 3.1), so the greeting waits here like a command.
+        self._pending: deque[_Pending] = deque([_Pending(Command.GREETING, "", None)])
+        self._outbox: list[bytes] = []
+        self._features: EhloFeatures | None = None
+        self._transaction: _Transaction | None = None
+        self._data_writer: DataWriter | None = None
+        self._end_of_stream = False
+        self._closed: ConnectionClosed | None = None
+        # Set when a 421 arrives: what it means for the transaction is decided then.
+        self._delivery_at_421: DeliveryStatus | None = None
+        self._poisoned_by: type[ProtocolError] | None = None
+
+    # -- what the transport and the caller can see --------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The session's state, as of the commands sent so far."""
+        return self._state
+
+    @property
+    def features(self) -> EhloFeatures | None:
+        """What the last successful EHLO, LHLO or HELO announced; None before one, and again
+        after STARTTLS, since nothing learned before TLS can be trusted after it."""
+        return self._features
+
+    @property
+    def lmtp(self) -> bool:
+        """Whether this is an LMTP session."""
+        return self._lmtp
+
+    @property
+    def tls_active(self) -> bool:
+        """Whether the transport has said the connection is encrypted."""
+        return self._tls_active
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._timeouts
+
+    @property
+    def pipelining(self) -> bool:
+        """Whether commands may be sent before earlier replies arrive (RFC 2920)."""
+        return self._features is not None and self._features.pipelining
+
+    @property
+    def commands_in_flight(self) -> int:
+        """How many commands (the greeting included) still await their reply."""
+        return len(self._pending)
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds the transport should allow for what the engine waits on now: the reply to
+        the oldest outstanding command, or, while message content is being sent, each write
+        of it (RFC 5321 section 4.5.3.2). None when nothing is awaited."""
+        if self._pending:
+            return float(getattr(self._timeouts, TIMEOUT_FIELD[self._pending[0].command]))
+        if self._state is State.DATA_BODY:
+            return self._timeouts.data_block
+        return None
+
+    # -- I/O in and out ----------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Take the bytes to write to the server (``b""`` if there are none)."""
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        return data
+
+    @_poisons
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the server; ``b""`` means the server closed the connection.
+
+        Nothing is parsed here; call :meth:`next_event` to get what the bytes mean.
+        """
+        if self._end_of_stream:
+            raise LocalProtocolError("receive_data() called after the end of the stream")
+        if not data:
+            self._end_of_stream = True
+            return
+        if self._state is State.TLS_HANDSHAKE:
+            # RFC 3207 section 5 / CVE-2011-0411 and its successors: anything received in
+            # plain text after the 220 could have been injected by a man in the middle.
+            raise RemoteProtocolError(
+                "received plain-text bytes after the reply to STARTTLS (possible injection)"
+            )
+        self._reader.feed(data)
+
+    @_poisons
+    def next_event(self) -> Event | Sentinel:
+        """Return the next event, :data:`NEED_DATA` or :data:`PAUSED`.
+
+        Raises :class:`RemoteProtocolError` if the server broke the protocol.
+        """
+        if self._closed is not None:
+            return self._closed
+        if self._state is State.TLS_HANDSHAKE:
+            return self._close() if self._end_of_stream else PAUSED
+        while True:
+            reply = self._reader.next_reply()
+            if reply is None:
+                # A partial reply cut off by the close is meaningless and dropped.
+                return self._close() if self._end_of_stream else NEED_DATA
+            event = self._on_reply(reply)
+            if event is not None:
+                return event
+
+    # -- commands ----------------------------------------------------------------------
+
+    @_poisons
+    def ehlo(self, domain: str) -> None:
+        """Send EHLO (RFC 5321 section 4.1.1.1). Falls back to HELO by itself if the server
+        answers 500 or 502, unless TLS is required and not yet active."""
+        self._refuse_in_lmtp("EHLO")
+        self._send(Command.EHLO, domain, self._hello_line("EHLO", domain))
+
+    @_poisons
+    def helo(self, domain: str) -> None:
+        """Send HELO, for servers that do not speak ESMTP."""
+        self._refuse_in_lmtp("HELO")
+        self._send(Command.HELO, domain, self._hello_line("HELO", domain))
+
+    @_poisons
+    def lhlo(self, domain: str) -> None:
+        """Send LHLO, the greeting of LMTP (RFC 2033 section 4.1)."""
+        if not self._lmtp:
+            raise LocalProtocolError("LHLO is only for LMTP sessions (ClientConnection(lmtp=True))")
+        self._send(Command.LHLO, domain, self._hello_line("LHLO", domain))
+
+    @_poisons
+    def mail(self, sender: str, parameters: Mapping[str, str | None] | None = None) -> None:
+        """Send ``MAIL FROM:<sender>`` with optional ESMTP parameters (``{"SIZE": "1024"}``;
+        a value of None sends the keyword alone). An empty sender is the null path ``<>``."""
+        if self._require_tls and not self._tls_active:
+            raise LocalProtocolError("TLS is required before a mail transaction can start")
+        line = format_mail(
+            sender, parameters or {}, max_line_length=self._limits.max_command_line_length
+        )
+        self._send(Command.MAIL, sender, line)
+
+    @_poisons
+    def rcpt(self, recipient: str, parameters: Mapping[str, str | None] | None = None) -> None:
+        """Send ``RCPT TO:<recipient>`` with optional ESMTP parameters."""
+        line = format_rcpt(
+            recipient, parameters or {}, max_line_length=self._limits.max_command_line_length
+        )
+        self._send(Command.RCPT, recipient, line)
+
+    @_poisons
+    def data(self) -> None:
+        """Send DATA. After :class:`ReadyForData`, send the content with :meth:`send_data`
+        and finish with :meth:`end_data`."""
+        self._send(Command.DATA, "", b"DATA\r\n")
+
+    @_poisons
+    def send_data(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Send a chunk of message content, of any size, split anywhere.
+
+        Line ends are normalised to CRLF and lines starting with ``.`` are dot-stuffed
+        (RFC 5321 section 4.5.2), with state kept across chunks, so no content can end the
+        data early. Content containing NUL raises :class:`ValueError` and produces nothing.
+        """
+        if self._data_writer is None:
+            raise LocalProtocolError(f"no message content can be sent in state {self._state.name}")
+        self._outbox.append(self._data_writer.feed(chunk))
+
+    @_poisons
+    def end_data(self) -> None:
+        """End the message content: a CRLF if the content lacked one, then ``.`` CRLF."""
+        writer = self._data_writer
+        if writer is None:
+            raise LocalProtocolError(
+                f"no message content is being sent in state {self._state.name}"
+            )
+        new_state = self._check_send(Command.END_OF_DATA)
+        self._data_writer = None
+        self._push(Command.END_OF_DATA, "", writer.end(), new_state)
+
+    @_poisons
+    def bdat(self, chunk: bytes | bytearray | memoryview, *, last: bool = False) -> None:
+        """Send one BDAT chunk (RFC 3030): exactly these octets, without dot-stuffing or
+        line-end changes. The chunk marked *last* ends the message. Chunks may be pipelined;
+        once one is refused, no further chunk can be sent."""
+        if self._features is None or not self._features.chunking:
+            raise LocalProtocolError("the server did not announce CHUNKING")
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise TypeError(f"BDAT content must be bytes, not {type(chunk).__name__}")
+        command = Command.BDAT_LAST if last else Command.BDAT
+        new_state = self._check_send(command)
+        size = memoryview(chunk).nbytes
+        line = b"BDAT %d LAST\r\n" % size if last else b"BDAT %d\r\n" % size
+        self._push(command, "", line, new_state)
+        if size:
+            self._outbox.append(bytes(chunk))
+
+    @_poisons
+    def rset(self) -> None:
+        """Send RSET, abandoning any mail transaction."""
+        self._send(Command.RSET, "", b"RSET\r\n")
+
+    @_poisons
+    def noop(self) -> None:
+        """Send NOOP."""
+        self._send(Command.NOOP, "", b"NOOP\r\n")
+
+    @_poisons
+    def vrfy(self, argument: str) -> None:
+        """Send VRFY."""
+        self._send(Command.VRFY, argument, self._command_line("VRFY", (argument,)))
+
+    @_poisons
+    def expn(self, argument: str) -> None:
+        """Send EXPN."""
+        self._send(Command.EXPN, argument, self._command_line("EXPN", (argument,)))
+
+    @_poisons
+    def help(self, argument: str | None = None) -> None:
+        """Send HELP, optionally about a topic."""
+        arguments = () if argument is None else (argument,)
+        self._send(Command.HELP, argument or "", self._command_line("HELP", arguments))
+
+    @_poisons
+    def quit(self) -> None:
+        """Send QUIT."""
+        self._send(Command.QUIT, "", b"QUIT\r\n")
+
+    @_poisons
+    def starttls(self) -> None:
+        """Send STARTTLS (RFC 3207). On :class:`StartTlsReady` the engine pauses; do the
+        handshake, then call :meth:`tls_established`."""
+        if self._tls_active:
+            raise LocalProtocolError("TLS is already active")
+        if self._features is None or not self._features.starttls:
+            raise LocalProtocolError("the server did not announce STARTTLS")
+        self._send(Command.STARTTLS, "", b"STARTTLS\r\n")
+
+    @_poisons
+    def tls_established(self) -> None:
+        """Tell the engine the TLS handshake succeeded. Everything learned before it is
+        forgotten (RFC 3207 section 4.2): send EHLO again before anything else."""
+        if self._state is not State.TLS_HANDSHAKE:
+            raise LocalProtocolError(f"no TLS handshake is expected in state {self._state.name}")
+        self._tls_active = True
+        self._features = None
+        self._reader.clear()
+        self._state = State.GREETED
+
+    @_poisons
+    def send_command(self, verb: str, *arguments: str) -> None:
+        """Send an extension command the engine has no method for, such as ETRN or XCLIENT.
+        Its reply comes back as a :class:`Reply`. Verbs that change the session's state
+        must use their own method."""
+        if isinstance(verb, str) and verb.upper() in _RESERVED_VERBS:
+            raise ValueError(f"use the {verb.lower()}() method to send {verb.upper()}")
+        self._send(Command.OTHER, verb, self._command_line(verb, arguments))
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _refuse_in_lmtp(self, verb: str) -> None:
+        if self._lmtp:
+            raise LocalProtocolError(f"an LMTP session greets with LHLO, not {verb}")
+
+    def _hello_line(self, verb: str, domain: str) -> bytes:
+        return format_hello(verb, domain, max_line_length=self._limits.max_command_line_length)
+
+    def _command_line(self, verb: str, arguments: tuple[str, ...]) -> bytes:
+        return format_command(verb, arguments, max_line_length=self._limits.max_command_line_length)
+
+    def _check_send(self, command: Command) -> State:
+        # The state after sending *command*, or LocalProtocolError if it cannot be sent now.
+        new_state = SEND_TRANSITIONS[self._state].get(command)
+        if new_state is None:
+            raise LocalProtocolError(f"{command.value} cannot be sent in state {self._state.name}")
+        if self._pending:
+            waiting_for = self._pending[-1].command
+            if waiting_for in GROUP_ENDERS or not self.pipelining:
+                raise LocalProtocolError(
+                    f"{command.value} cannot be sent before the reply to {waiting_for.value}"
+                    + ("" if self.pipelining else " (the server does not offer PIPELINING)")
+                )
+            if len(self._pending) >= self._limits.max_commands_in_flight:
+                raise LocalProtocolError(
+                    f"{len(self._pending)} commands already await replies "
+                    "(Limits.max_commands_in_flight)"
+                )
+        return new_state
+
+    def _send(self, command: Command, argument: str, line: bytes) -> None:
+        # Checks come first and produce nothing; only then is the command committed.
+        self._push(command, argument, line, self._check_send(command))
+
+    def _push(self, command: Command, argument: str, line: bytes, new_state: State) -> None:
+        if command is Command.MAIL:
+            self._transaction = _Transaction()
+        transaction = self._transaction if command in TRANSACTION_COMMANDS else None
+        self._pending.append(_Pending(command, argument, transaction))
+        self._outbox.append(line)
+        self._set_state(new_state)
+
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        if state not in TRANSACTION_STATES:
+            self._transaction = None
+
+    def _on_reply(self, reply: Reply) -> Event | None:
+        # RFC 5321 section 3.8: 421 may answer any command, or come unprompted, and means
+        # the server is going away. Every other reply must answer an outstanding command.
+        if reply.code == 421:
+            return self._service_closing(reply)
+        if not self._pending:
+            raise RemoteProtocolError(f"the server sent a {reply.code} reply to no command")
+        entry = self._pending[0]
+        kind = reply_class(reply)
+        transition = REPLY_TRANSITIONS.get((entry.command, kind))
+        if transition is None:
+            raise RemoteProtocolError(
+                f"a {reply.code} reply is not a valid answer to {entry.command.value}"
+            )
+        if entry.command is Command.EHLO and reply.code in _EHLO_UNKNOWN and self._may_use_helo():
+            self._pending.popleft()
+            self._push(
+                Command.HELO, entry.argument, self._hello_line("HELO", entry.argument), self._state
+            )
+            return None
+        transaction = entry.transaction
+        if (
+            transaction is not None
+            and transaction.message_failed
+            and (entry.command in (Command.BDAT, Command.BDAT_LAST))
+        ):
+            # Once a chunk failed, the message outcome has been reported; later chunks'
+            # replies (typically 503) are passed on as they are.
+            self._pending.popleft()
+            return reply
+        if self._lmtp and entry.command in MESSAGE_END_COMMANDS:
+            return self._lmtp_message_reply(entry, reply, kind)
+        self._pending.popleft()
+        build, state_changes = transition
+        event = build(entry.argument, reply)
+        if transaction is None or transaction is self._transaction:
+            new_state = state_changes.get(self._state)
+            if new_state is not None:
+                self._set_state(new_state)
+        self._record(event, entry, kind)
+        return event
+
+    def _record(self, event: Event, entry: _Pending, kind: ReplyClass) -> None:
+        # What the session learns from a reply, beyond its state.
+        if isinstance(event, EhloFeatures):
+            self._features = event
+        elif isinstance(event, RecipientAccepted) and entry.transaction is not None:
+            entry.transaction.accepted.append(entry.argument)
+        elif isinstance(event, ReadyForData):
+            self._data_writer = DataWriter()
+        elif isinstance(event, MessageRejected) and entry.transaction is not None:
+            entry.transaction.message_failed = True
+        elif (
+            entry.command is Command.STARTTLS
+            and kind is ReplyClass.POSITIVE
+            and self._reader.buffered
+        ):
+            raise RemoteProtocolError(
+                "the server sent bytes after its reply to STARTTLS, before the TLS "
+                "handshake (possible injection)"
+            )
+
+    def _may_use_helo(self) -> bool:
+        # Falling back to HELO gives up STARTTLS, so never when TLS is required but absent.
+        return not (self._require_tls and not self._tls_active)
+
+    def _lmtp_message_reply(self, entry: _Pending, reply: Reply, kind: ReplyClass) -> Event:
+        # RFC 2033 section 4.2: one reply per recipient accepted by RCPT, in RCPT order.
+        recipients = entry.transaction.accepted if entry.transaction is not None else []
+        recipient = recipients[entry.replies] if recipients else None
+        entry.replies += 1
+        if entry.replies >= max(len(recipients), 1):
+            self._pending.popleft()
+        if kind is ReplyClass.POSITIVE:
+            return MessageAccepted(reply=reply, recipient=recipient)
+        return MessageRejected(reply=reply, recipient=recipient)
+
+    def _service_closing(self, reply: Reply) -> Event:
+        # The server will answer nothing further: whatever was in flight is lost, and any
+        # transaction under way failed (a 421 to the final dot is a refusal, not an
+        # unknown outcome).
+        in_transaction = self._transaction is not None or any(
+            entry.transaction is not None for entry in self._pending
+        )
+        self._delivery_at_421 = (
+            DeliveryStatus.FAILED if in_transaction else DeliveryStatus.NO_TRANSACTION
+        )
+        self._pending.clear()
+        self._data_writer = None
+        self._set_state(State.CLOSED)
+        return ServiceClosing(reply=reply)
+
+    def _close(self) -> ConnectionClosed:
+        delivery = self._delivery_at_421
+        if delivery is None:
+            if any(entry.command in MESSAGE_END_COMMANDS for entry in self._pending):
+                delivery = DeliveryStatus.UNKNOWN
+            elif self._transaction is not None or any(
+                entry.transaction is not None for entry in self._pending
+            ):
+                delivery = DeliveryStatus.FAILED
+            else:
+                delivery = DeliveryStatus.NO_TRANSACTION
+        self._pending.clear()
+        self._data_writer = None
+        self._set_state(State.CLOSED)
+        self._closed = ConnectionClosed(delivery=delivery)
+        return self._closed

@@ -1,0 +1,230 @@
+"""Every (state, command) and every (command, reply class) pair of the state machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from smtp_proto import (
+    NEED_DATA,
+    PAUSED,
+    ClientConnection,
+    Command,
+    Event,
+    LocalProtocolError,
+    RemoteProtocolError,
+    State,
+)
+from smtp_proto._state import (
+    GROUP_ENDERS,
+    REPLY_TRANSITIONS,
+    SEND_TRANSITIONS,
+    TIMEOUT_FIELD,
+    ReplyClass,
+)
+
+EHLO = b"250-mx.example.org\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 STARTTLS\r\n"
+OK = b"250 ok\r\n"
+
+
+def feed(conn: ClientConnection, data: bytes) -> list[Event]:
+    conn.receive_data(data)
+    events = []
+    while (event := conn.next_event()) not in (NEED_DATA, PAUSED):
+        assert isinstance(event, Event), event
+        events.append(event)
+    return events
+
+
+def ready(*, lmtp: bool = False) -> ClientConnection:
+    conn = ClientConnection(lmtp=lmtp)
+    feed(conn, b"220 hi\r\n")
+    (conn.lhlo if lmtp else conn.ehlo)("client.example")
+    feed(conn, EHLO)
+    conn.data_to_send()
+    return conn
+
+
+def poison(conn: ClientConnection) -> None:
+    with pytest.raises(LocalProtocolError):
+        conn.end_data()
+
+
+def reach(state: State, *, lmtp: bool = False) -> ClientConnection:
+    """A connection in *state*, with the server's features above."""
+    if state is State.AWAIT_GREETING:
+        return ClientConnection(lmtp=lmtp)
+    if state is State.GREETING_REFUSED:
+        conn = ClientConnection(lmtp=lmtp)
+        feed(conn, b"554 no\r\n")
+        return conn
+    if state is State.GREETED:
+        conn = ClientConnection(lmtp=lmtp)
+        feed(conn, b"220 hi\r\n")
+        return conn
+    conn = ready(lmtp=lmtp)
+    steps: dict[State, list[Callable[[], object]]] = {
+        State.READY: [],
+        State.MAIL: [lambda: conn.mail("a@b.example"), lambda: feed(conn, OK)],
+        State.RCPT: [
+            lambda: conn.mail("a@b.example"),
+            lambda: conn.rcpt("c@d.example"),
+            lambda: feed(conn, OK + OK),
+        ],
+        State.BDAT: [
+            lambda: conn.mail("a@b.example"),
+            lambda: conn.rcpt("c@d.example"),
+            lambda: conn.bdat(b"x"),
+            lambda: feed(conn, OK + OK + OK),
+        ],
+        State.DATA_REQUESTED: [
+            lambda: conn.mail("a@b.example"),
+            lambda: conn.rcpt("c@d.example"),
+            conn.data,
+        ],
+        State.DATA_BODY: [
+            lambda: conn.mail("a@b.example"),
+            lambda: conn.rcpt("c@d.example"),
+            conn.data,
+            lambda: feed(conn, OK + OK + b"354 go\r\n"),
+        ],
+        State.STARTTLS_REQUESTED: [conn.starttls],
+        State.TLS_HANDSHAKE: [conn.starttls, lambda: feed(conn, b"220 go\r\n")],
+        State.QUIT_SENT: [conn.quit],
+        State.CLOSED: [conn.quit, lambda: feed(conn, b"221 bye\r\n")],
+        State.ERROR: [lambda: poison(conn)],
+    }
+    for step in steps[state]:
+        step()
+    conn.data_to_send()
+    assert conn.state is state
+    return conn
+
+
+SENDERS: dict[Command, Callable[[ClientConnection], object]] = {
+    Command.EHLO: lambda c: c.ehlo("client.example"),
+    Command.HELO: lambda c: c.helo("client.example"),
+    Command.LHLO: lambda c: c.lhlo("client.example"),
+    Command.MAIL: lambda c: c.mail("a@b.example"),
+    Command.RCPT: lambda c: c.rcpt("c@d.example"),
+    Command.DATA: lambda c: c.data(),
+    Command.END_OF_DATA: lambda c: c.end_data(),
+    Command.BDAT: lambda c: c.bdat(b"chunk"),
+    Command.BDAT_LAST: lambda c: c.bdat(b"chunk", last=True),
+    Command.RSET: lambda c: c.rset(),
+    Command.NOOP: lambda c: c.noop(),
+    Command.VRFY: lambda c: c.vrfy("alice"),
+    Command.EXPN: lambda c: c.expn("staff"),
+    Command.HELP: lambda c: c.help(),
+    Command.QUIT: lambda c: c.quit(),
+    Command.STARTTLS: lambda c: c.starttls(),
+    Command.OTHER: lambda c: c.send_command("ETRN", "example.org"),
+}
+
+
+def test_every_command_has_a_sender_and_a_timeout() -> None:
+    assert set(SENDERS) == set(Command) - {Command.GREETING}
+    assert set(TIMEOUT_FIELD) == set(Command)
+    assert set(SEND_TRANSITIONS) == set(State)
+
+
+@pytest.mark.parametrize("command", list(SENDERS))
+@pytest.mark.parametrize("state", list(State))
+def test_every_state_and_command(state: State, command: Command) -> None:
+    conn = reach(state, lmtp=command is Command.LHLO)
+    expected = SEND_TRANSITIONS[state].get(command)
+    if expected is None:
+        with pytest.raises(LocalProtocolError):
+            SENDERS[command](conn)
+        assert conn.data_to_send() == b""
+        assert conn.state is State.ERROR
+        return
+    before = conn.commands_in_flight
+    SENDERS[command](conn)
+    assert conn.data_to_send()
+    assert conn.state is expected
+    if command is not Command.END_OF_DATA or not conn.lmtp:
+        assert conn.commands_in_flight == before + 1
+
+
+# The specification of replies: the event each (command, reply class) gives, or None where
+# the reply is a server error.
+P, M, N = ReplyClass.POSITIVE, ReplyClass.INTERMEDIATE, ReplyClass.NEGATIVE
+EXPECTED_EVENT: dict[tuple[Command, ReplyClass], str | None] = {
+    (Command.GREETING, P): "Greeting",
+    (Command.GREETING, M): None,
+    (Command.GREETING, N): "Greeting",
+    (Command.EHLO, P): "EhloFeatures",
+    (Command.HELO, P): "EhloFeatures",
+    (Command.LHLO, P): "EhloFeatures",
+    (Command.MAIL, P): "SenderAccepted",
+    (Command.MAIL, N): "SenderRefused",
+    (Command.RCPT, P): "RecipientAccepted",
+    (Command.RCPT, N): "RecipientRefused",
+    (Command.DATA, P): None,
+    (Command.DATA, M): "ReadyForData",
+    (Command.DATA, N): "MessageRejected",
+    (Command.END_OF_DATA, P): "MessageAccepted",
+    (Command.END_OF_DATA, N): "MessageRejected",
+    (Command.BDAT, P): "ChunkAccepted",
+    (Command.BDAT, N): "MessageRejected",
+    (Command.BDAT_LAST, P): "MessageAccepted",
+    (Command.BDAT_LAST, N): "MessageRejected",
+    (Command.STARTTLS, P): "StartTlsReady",
+}
+
+
+def with_pending(command: Command) -> ClientConnection:
+    """A connection whose oldest outstanding command is *command*."""
+    if command is Command.GREETING:
+        return ClientConnection()
+    setup = {
+        Command.RCPT: State.MAIL,
+        Command.DATA: State.RCPT,
+        Command.BDAT: State.RCPT,
+        Command.BDAT_LAST: State.RCPT,
+        Command.END_OF_DATA: State.DATA_BODY,
+    }.get(command, State.READY)
+    conn = reach(setup, lmtp=command is Command.LHLO)
+    SENDERS[command](conn)
+    conn.data_to_send()
+    return conn
+
+
+REPLY_FOR = {P: b"250 yes\r\n", M: b"354 more\r\n", N: b"554 no\r\n"}
+
+
+@pytest.mark.parametrize("kind", list(ReplyClass))
+@pytest.mark.parametrize("command", list(Command))
+def test_every_command_and_reply_class(command: Command, kind: ReplyClass) -> None:
+    conn = with_pending(command)
+    before = conn.state
+    default = "Reply" if kind is not M else None
+    expected = EXPECTED_EVENT.get((command, kind), default)
+    if expected is None:
+        assert (command, kind) not in REPLY_TRANSITIONS
+        with pytest.raises(RemoteProtocolError, match="not a valid answer"):
+            feed(conn, REPLY_FOR[kind])
+        assert conn.state is State.ERROR
+        return
+    [event] = feed(conn, REPLY_FOR[kind])
+    assert type(event).__name__ == expected
+    changes = REPLY_TRANSITIONS[command, kind][1]
+    assert conn.state is changes.get(before, before)
+    assert conn.commands_in_flight == 0
+
+
+def test_group_enders_are_exactly_the_commands_rfc_2920_names() -> None:
+    # RFC 2920 section 3.1 names EHLO, DATA, VRFY, EXPN, TURN, QUIT and NOOP; HELO, LHLO,
+    # STARTTLS and unknown extension commands are added because what follows them depends
+    # on their outcome. MAIL, RCPT, RSET, BDAT and the end of data may be followed.
+    followable = {
+        Command.MAIL,
+        Command.RCPT,
+        Command.RSET,
+        Command.BDAT,
+        Command.BDAT_LAST,
+        Command.END_OF_DATA,
+    }
+    assert set(Command) - GROUP_ENDERS == followable
