@@ -31,10 +31,13 @@ OK = b"250 ok\r\n"
 def feed(conn: ClientConnection, data: bytes) -> list[Event]:
     conn.receive_data(data)
     events = []
-    while (event := conn.next_event()) not in (NEED_DATA, PAUSED):
+    for _ in range(100):
+        event = conn.next_event()
+        if event is NEED_DATA or event is PAUSED:
+            return events
         assert isinstance(event, Event), event
         events.append(event)
-    return events
+    raise AssertionError("next_event() never asked for data")
 
 
 def ready(*, lmtp: bool = False) -> ClientConnection:
@@ -228,3 +231,16 @@ def test_group_enders_are_exactly_the_commands_rfc_2920_names() -> None:
         Command.END_OF_DATA,
     }
     assert set(Command) - GROUP_ENDERS == followable
+
+
+@pytest.mark.parametrize("command", list(Command))
+def test_421_answers_every_command(command: Command) -> None:
+    # RFC 5321 section 3.8: 421 may come in reply to any command, and ends the session.
+    conn = with_pending(command)
+    [event] = feed(conn, b"421 4.3.2 shutting down\r\n")
+    assert type(event).__name__ == "ServiceClosing"
+    assert conn.state is State.CLOSED
+    assert conn.commands_in_flight == 0
+    assert conn.timeout is None
+    conn.receive_data(b"")
+    assert type(conn.next_event()).__name__ == "ConnectionClosed"
