@@ -16,16 +16,26 @@ transport must flush the outbox after pulling events as well as after sending co
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import enum
 import functools
+import re
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Concatenate, Final, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
 
 from ._commands import format_command, format_hello, format_mail, format_rcpt
 from ._data import DataWriter
-from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._envelope import Body, ServerCapabilityError, line_allowance
+from ._errors import (
+    InsecureAuthenticationError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
 from ._events import (
+    AuthFailed,
     ConnectionClosed,
     DeliveryStatus,
     EhloFeatures,
@@ -39,6 +49,11 @@ from ._events import (
 )
 from ._limits import Limits, Timeouts
 from ._replies import ReplyReader
+from ._sasl import Mechanism, SaslError
+from ._transaction import DEFAULT_CHUNK_SIZE, MailTransaction, Recipient
+
+if TYPE_CHECKING:
+    from email.message import Message
 from ._state import (
     GROUP_ENDERS,
     MESSAGE_END_COMMANDS,
@@ -86,11 +101,30 @@ _EHLO_UNKNOWN = frozenset({500, 502})
 
 class _Transaction:
     # One mail transaction's bookkeeping, shared by the commands that belong to it.
-    __slots__ = ("accepted", "message_failed")
+    __slots__ = ("accepted", "message_failed", "owner")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: MailTransaction | None) -> None:
         self.accepted: list[str] = []
         self.message_failed = False
+        # The MailTransaction that sent it, which is told of every reply to it.
+        self.owner = owner
+
+
+# RFC 4422 section 3.1: a SASL mechanism name is 1 to 20 upper-case letters, digits, "-" and
+# "_". Checked so a custom mechanism cannot put anything else on the AUTH line.
+_SASL_NAME = re.compile(r"[A-Z0-9_-]{1,20}")
+
+
+class _AuthExchange:
+    # The state of one AUTH exchange while its challenges are answered.
+    __slots__ = ("cancelled_because", "deferred_response", "mechanism", "rounds")
+
+    def __init__(self, mechanism: Mechanism, deferred_response: bytes | None) -> None:
+        self.mechanism = mechanism
+        # An initial response too long for the AUTH line, to be sent after the first 334.
+        self.deferred_response = deferred_response
+        self.rounds = 0
+        self.cancelled_because: str | None = None
 
 
 class _Pending:
@@ -143,6 +177,9 @@ class ClientConnection:
     :param tls_active: the connection is already encrypted (implicit TLS, RFC 8314).
     :param require_tls: refuse to start a mail transaction, and never fall back from EHLO to
         HELO, until TLS is active. Set it when the transport's policy is "STARTTLS required".
+    :param peer_is_loopback: the server is on a loopback address, where nothing crosses a
+        network; mechanisms that expose secrets are then allowed without TLS, as Go's
+        net/smtp allows them. The transport, which knows the address, says so.
     :param limits: bounds on buffering and counts; see :class:`Limits`.
     :param timeouts: reply timeouts to publish; see :class:`Timeouts`.
     """
@@ -153,12 +190,16 @@ class ClientConnection:
         lmtp: bool = False,
         tls_active: bool = False,
         require_tls: bool = False,
+        peer_is_loopback: bool = False,
         limits: Limits | None = None,
         timeouts: Timeouts | None = None,
     ) -> None:
         self._lmtp = lmtp
         self._tls_active = tls_active
         self._require_tls = require_tls
+        self._peer_is_loopback = peer_is_loopback
+        self._auth: _AuthExchange | None = None
+        self._authenticated = False
         self._limits = limits if limits is not None else Limits()
         self._timeouts = timeouts if timeouts is not None else Timeouts()
         self._reader = ReplyReader(self._limits)
@@ -169,6 +210,9 @@ class ClientConnection:
         self._outbox: list[bytes] = []
         self._features: EhloFeatures | None = None
         self._transaction: _Transaction | None = None
+        # The most recent transaction started, even once it has ended.
+        self._last_transaction: _Transaction | None = None
+        self._new_owner: MailTransaction | None = None
         self._data_writer: DataWriter | None = None
         self._end_of_stream = False
         self._closed: ConnectionClosed | None = None
@@ -200,6 +244,11 @@ class ClientConnection:
         return self._tls_active
 
     @property
+    def authenticated(self) -> bool:
+        """Whether an AUTH exchange succeeded in this session (since the last TLS handshake)."""
+        return self._authenticated
+
+    @property
     def limits(self) -> Limits:
         return self._limits
 
@@ -211,6 +260,12 @@ class ClientConnection:
     def pipelining(self) -> bool:
         """Whether commands may be sent before earlier replies arrive (RFC 2920)."""
         return self._features is not None and self._features.pipelining
+
+    @property
+    def can_start_transaction(self) -> bool:
+        """Whether MAIL (or :meth:`send_message`) may be sent now: the session is ready and
+        either nothing awaits a reply or the server allows pipelining past what does."""
+        return self._state is State.READY and self._send_refusal(Command.MAIL) is None
 
     @property
     def commands_in_flight(self) -> int:
@@ -300,19 +355,13 @@ class ClientConnection:
     def mail(self, sender: str, parameters: Mapping[str, str | None] | None = None) -> None:
         """Send ``MAIL FROM:<sender>`` with optional ESMTP parameters (``{"SIZE": "1024"}``;
         a value of None sends the keyword alone). An empty sender is the null path ``<>``."""
-        if self._require_tls and not self._tls_active:
-            raise LocalProtocolError("TLS is required before a mail transaction can start")
-        line = format_mail(
-            sender, parameters or {}, max_line_length=self._limits.max_command_line_length
-        )
-        self._send(Command.MAIL, sender, line)
+        self._begin_transaction(None, sender, parameters or {})
 
     @_poisons
     def rcpt(self, recipient: str, parameters: Mapping[str, str | None] | None = None) -> None:
         """Send ``RCPT TO:<recipient>`` with optional ESMTP parameters."""
-        line = format_rcpt(
-            recipient, parameters or {}, max_line_length=self._limits.max_command_line_length
-        )
+        parameters = parameters or {}
+        line = format_rcpt(recipient, parameters, max_line_length=self._line_limit(parameters))
         self._send(Command.RCPT, recipient, line)
 
     @_poisons
@@ -410,9 +459,114 @@ class ClientConnection:
         if self._state is not State.TLS_HANDSHAKE:
             raise LocalProtocolError(f"no TLS handshake is expected in state {self._state.name}")
         self._tls_active = True
+        self._authenticated = False
         self._features = None
         self._reader.clear()
         self._state = State.GREETED
+
+    @_poisons
+    def auth(self, mechanism: Mechanism, *, allow_without_tls: bool = False) -> None:
+        """Authenticate with a SASL *mechanism* (RFC 4954); see :mod:`smtp_proto` for the
+        mechanisms provided. The engine answers the server's challenges itself and reports
+        the outcome as :class:`AuthSucceeded` or :class:`AuthFailed`.
+
+        A mechanism that exposes a password or token (``sends_secret``) is refused with
+        :class:`InsecureAuthenticationError` unless TLS is active, the peer is on loopback,
+        or *allow_without_tls* is set. A mechanism the server did not announce is refused
+        with :class:`ServerCapabilityError`.
+        """
+        name = mechanism.name
+        if not isinstance(name, str) or not _SASL_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a SASL mechanism name (RFC 4422 section 3.1)")
+        if self._authenticated:
+            raise LocalProtocolError("already authenticated (RFC 4954 section 4: AUTH once)")
+        new_state = self._check_send(Command.AUTH)
+        if self._features is None or name not in self._features.auth_mechanisms:
+            raise ServerCapabilityError("AUTH", f"the server did not announce AUTH {name}")
+        if (
+            mechanism.sends_secret
+            and not (self._tls_active or self._peer_is_loopback)
+            and not allow_without_tls
+        ):
+            raise InsecureAuthenticationError(
+                f"AUTH {name} would send credentials in plain text: use TLS first"
+            )
+        line = b"AUTH " + name.encode("ascii")
+        initial = mechanism.initial_response()
+        deferred = None
+        if initial is not None:
+            # RFC 4954 section 4: an empty initial response is sent as "=", and one that
+            # would make the AUTH line too long waits for the server's first (empty) 334.
+            encoded = base64.b64encode(initial) or b"="
+            if len(line) + len(encoded) + 3 <= self._limits.max_command_line_length:
+                line += b" " + encoded
+            else:
+                deferred = initial
+        self._auth = _AuthExchange(mechanism, deferred)
+        self._push(Command.AUTH, name, line + b"\r\n", new_state)
+
+    def send_message(
+        self,
+        sender: str | None,
+        recipients: Sequence[str | Recipient] | None,
+        body: bytes | bytearray | memoryview | Message | Iterable[bytes] | None = None,
+        *,
+        size: int | None = None,
+        body_type: Body | None = None,
+        smtputf8: bool | None = None,
+        ret: str | None = None,
+        envid: str | None = None,
+        requiretls: bool = False,
+        mail_options: Mapping[str, str | None] | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        pipeline_content_up_to: int = 0,
+    ) -> MailTransaction:
+        """Start sending one message; the returned :class:`MailTransaction` reports the
+        outcome for the message and for each recipient once :attr:`~MailTransaction.done`.
+
+        :param sender: the reverse path (``""`` for the null sender); None to take it from
+            an email message, as ``smtplib.send_message`` does.
+        :param recipients: addresses, or :class:`Recipient` values with their own DSN and
+            extension parameters; None to take them from an email message.
+        :param body: the content as bytes, an ``email.message.Message`` (serialised as
+            ``smtplib.send_message`` does: ``Bcc`` removed, UTF-8 headers when needed), an
+            iterable of byte chunks, or None to stream it with
+            :meth:`MailTransaction.feed_body` and :meth:`MailTransaction.end_body`.
+        :param size: the content's size for SIZE (RFC 1870); computed when the content is
+            given whole.
+        :param body_type: 7BIT, 8BITMIME or BINARYMIME; detected when the content is given
+            whole. BINARYMIME needs CHUNKING.
+        :param smtputf8: force SMTPUTF8 (RFC 6531); it is also used whenever an address or
+            the message needs it.
+        :param ret: DSN RET (``"FULL"`` or ``"HDRS"``), RFC 3461.
+        :param envid: DSN ENVID, RFC 3461.
+        :param requiretls: RFC 8689 REQUIRETLS (needs TLS and the server's support).
+        :param mail_options: further MAIL parameters.
+        :param chunk_size: octets per write or BDAT chunk when the content was given whole.
+        :param pipeline_content_up_to: with CHUNKING and PIPELINING, send content of at
+            most this many octets with the envelope instead of after the recipients'
+            replies; 0 (the default) waits, so no content is sent when every recipient is
+            refused.
+
+        Everything is checked before the first command is written: a message the server
+        cannot take raises :class:`ServerCapabilityError` and a malformed address or
+        parameter :class:`ValueError`, and the connection stays usable.
+        """
+        return MailTransaction(
+            self,
+            sender,
+            recipients,
+            body,
+            size=size,
+            body_type=body_type,
+            smtputf8=smtputf8,
+            ret=ret,
+            envid=envid,
+            requiretls=requiretls,
+            mail_options=mail_options,
+            chunk_size=chunk_size,
+            pipeline_content_up_to=pipeline_content_up_to,
+        )
 
     @_poisons
     def send_command(self, verb: str, *arguments: str) -> None:
@@ -435,24 +589,51 @@ class ClientConnection:
     def _command_line(self, verb: str, arguments: tuple[str, ...]) -> bytes:
         return format_command(verb, arguments, max_line_length=self._limits.max_command_line_length)
 
-    def _check_send(self, command: Command) -> State:
-        # The state after sending *command*, or LocalProtocolError if it cannot be sent now.
-        new_state = SEND_TRANSITIONS[self._state].get(command)
-        if new_state is None:
-            raise LocalProtocolError(f"{command.value} cannot be sent in state {self._state.name}")
+    def _send_refusal(self, command: Command) -> str | None:
+        # Why *command* cannot be sent now, or None if it can.
+        if command not in SEND_TRANSITIONS[self._state]:
+            return f"{command.value} cannot be sent in state {self._state.name}"
         if self._pending:
             waiting_for = self._pending[-1].command
             if waiting_for in GROUP_ENDERS or not self.pipelining:
-                raise LocalProtocolError(
-                    f"{command.value} cannot be sent before the reply to {waiting_for.value}"
-                    + ("" if self.pipelining else " (the server does not offer PIPELINING)")
+                return f"{command.value} cannot be sent before the reply to {waiting_for.value}" + (
+                    "" if self.pipelining else " (the server does not offer PIPELINING)"
                 )
             if len(self._pending) >= self._limits.max_commands_in_flight:
-                raise LocalProtocolError(
+                return (
                     f"{len(self._pending)} commands already await replies "
                     "(Limits.max_commands_in_flight)"
                 )
-        return new_state
+        return None
+
+    def _check_send(self, command: Command) -> State:
+        # The state after sending *command*, or LocalProtocolError if it cannot be sent now.
+        refusal = self._send_refusal(command)
+        if refusal is not None:
+            raise LocalProtocolError(refusal)
+        return SEND_TRANSITIONS[self._state][command]
+
+    def _line_limit(self, parameters: Mapping[str, str | None]) -> int:
+        # RFC 5321 section 4.5.3.1.4's limit, plus what each extension used adds to it.
+        return self._limits.max_command_line_length + line_allowance(parameters)
+
+    # -- for MailTransaction ---------------------------------------------------------------
+
+    def _begin_transaction(
+        self, owner: MailTransaction | None, sender: str, parameters: Mapping[str, str | None]
+    ) -> None:
+        if self._require_tls and not self._tls_active:
+            raise LocalProtocolError("TLS is required before a mail transaction can start")
+        line = format_mail(sender, parameters, max_line_length=self._line_limit(parameters))
+        new_state = self._check_send(Command.MAIL)
+        self._new_owner = owner
+        self._push(Command.MAIL, sender, line, new_state)
+
+    def _may_send_bdat(self) -> bool:
+        return self._send_refusal(Command.BDAT) is None
+
+    def _owns_current_transaction(self, owner: MailTransaction) -> bool:
+        return self._last_transaction is not None and self._last_transaction.owner is owner
 
     def _send(self, command: Command, argument: str, line: bytes) -> None:
         # Checks come first and produce nothing; only then is the command committed.
@@ -460,7 +641,8 @@ class ClientConnection:
 
     def _push(self, command: Command, argument: str, line: bytes, new_state: State) -> None:
         if command is Command.MAIL:
-            self._transaction = _Transaction()
+            self._transaction = self._last_transaction = _Transaction(self._new_owner)
+            self._new_owner = None
         transaction = self._transaction if command in TRANSACTION_COMMANDS else None
         self._pending.append(_Pending(command, argument, transaction))
         self._outbox.append(line)
@@ -501,16 +683,23 @@ class ClientConnection:
             # replies (typically 503) are passed on as they are.
             self._pending.popleft()
             return reply
+        if entry.command is Command.AUTH and (exchange := self._auth) is not None:
+            return self._auth_reply(entry, exchange, reply, kind)
         if self._lmtp and entry.command in MESSAGE_END_COMMANDS:
-            return self._lmtp_message_reply(entry, reply, kind)
-        self._pending.popleft()
-        build, state_changes = transition
-        event = build(entry.argument, reply)
-        if transaction is None or transaction is self._transaction:
-            new_state = state_changes.get(self._state)
-            if new_state is not None:
-                self._set_state(new_state)
-        self._record(event, entry, kind)
+            event = self._lmtp_message_reply(entry, reply, kind)
+        else:
+            self._pending.popleft()
+            build, state_changes = transition
+            event = build(entry.argument, reply)
+            if transaction is None or transaction is self._transaction:
+                new_state = state_changes.get(self._state)
+                if new_state is not None:
+                    self._set_state(new_state)
+            self._record(event, entry, kind)
+        # Last, once the session's state is up to date: the transaction that sent the
+        # command may answer by sending more.
+        if transaction is not None and transaction.owner is not None:
+            transaction.owner._on_event(event)
         return event
 
     def _record(self, event: Event, entry: _Pending, kind: ReplyClass) -> None:
@@ -532,6 +721,66 @@ class ClientConnection:
                 "the server sent bytes after its reply to STARTTLS, before the TLS "
                 "handshake (possible injection)"
             )
+
+    def _auth_reply(
+        self, entry: _Pending, exchange: _AuthExchange, reply: Reply, kind: ReplyClass
+    ) -> Event | None:
+        if kind is ReplyClass.INTERMEDIATE:
+            self._answer_challenge(exchange, reply)
+            return None
+        self._pending.popleft()
+        self._auth = None
+        build = REPLY_TRANSITIONS[entry.command, kind][0]
+        event = build(entry.argument, reply)
+        if kind is ReplyClass.POSITIVE:
+            try:
+                exchange.mechanism.success()
+            except SaslError as exc:
+                # The server said yes without proving it knows the secret (a SCRAM server
+                # signature missing or wrong): whoever answered is not who we think.
+                raise RemoteProtocolError(
+                    f"the server accepted AUTH {entry.argument} but failed to authenticate "
+                    f"itself: {exc}"
+                ) from None
+            self._authenticated = True
+            return event
+        if isinstance(event, AuthFailed) and exchange.cancelled_because is not None:
+            event = dataclasses.replace(event, reason=exchange.cancelled_because)
+        return event
+
+    def _answer_challenge(self, exchange: _AuthExchange, reply: Reply) -> None:
+        if exchange.cancelled_because is not None:
+            raise RemoteProtocolError("the server sent a challenge after AUTH was cancelled")
+        exchange.rounds += 1
+        if exchange.rounds > self._limits.max_auth_rounds:
+            self._cancel_auth(exchange, "too many challenges (Limits.max_auth_rounds)")
+            return
+        response = exchange.deferred_response
+        exchange.deferred_response = None
+        if response is None:
+            try:
+                # RFC 4954 section 4: the challenge is one line of base64, and a client
+                # that cannot decode it cancels the exchange.
+                if len(reply.lines) != 1:
+                    raise ValueError("a challenge is a single line")
+                challenge = base64.b64decode(reply.lines[0].encode("ascii"), validate=True)
+            except ValueError:
+                self._cancel_auth(exchange, "the server's challenge is not valid base64")
+                return
+            try:
+                response = exchange.mechanism.respond(challenge)
+            except SaslError as exc:
+                self._cancel_auth(exchange, str(exc))
+                return
+        encoded = base64.b64encode(response)
+        if len(encoded) > self._limits.max_auth_line_length:
+            self._cancel_auth(exchange, "the response is too long (Limits.max_auth_line_length)")
+            return
+        self._outbox.append(encoded + b"\r\n")
+
+    def _cancel_auth(self, exchange: _AuthExchange, reason: str) -> None:
+        exchange.cancelled_because = reason
+        self._outbox.append(b"*\r\n")
 
     def _may_use_helo(self) -> bool:
         # Falling back to HELO gives up STARTTLS, so never when TLS is required but absent.
@@ -558,10 +807,9 @@ class ClientConnection:
         self._delivery_at_421 = (
             DeliveryStatus.FAILED if in_transaction else DeliveryStatus.NO_TRANSACTION
         )
-        self._pending.clear()
-        self._data_writer = None
-        self._set_state(State.CLOSED)
-        return ServiceClosing(reply=reply)
+        event = ServiceClosing(reply=reply)
+        self._end_session(event)
+        return event
 
     def _close(self) -> ConnectionClosed:
         delivery = self._delivery_at_421
@@ -574,8 +822,16 @@ class ClientConnection:
                 delivery = DeliveryStatus.FAILED
             else:
                 delivery = DeliveryStatus.NO_TRANSACTION
+        self._closed = ConnectionClosed(delivery=delivery)
+        self._end_session(self._closed)
+        return self._closed
+
+    def _end_session(self, event: Event) -> None:
+        # Nothing more will be answered: every unfinished MailTransaction learns why.
+        transactions = [self._transaction, *(entry.transaction for entry in self._pending)]
+        owners = {t.owner for t in transactions if t is not None and t.owner is not None}
         self._pending.clear()
         self._data_writer = None
         self._set_state(State.CLOSED)
-        self._closed = ConnectionClosed(delivery=delivery)
-        return self._closed
+        for owner in owners:
+            owner._on_event(event)

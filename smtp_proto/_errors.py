@@ -14,7 +14,12 @@ Any other exception escaping the engine is a bug.
 
 from __future__ import annotations
 
-__all__ = ["LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
+__all__ = [
+    "InsecureAuthenticationError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+]
 
 
 class ProtocolError(Exception):
@@ -33,3 +38,9 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The server broke the protocol: a malformed reply, a bare LF, bytes after STARTTLS."""
+
+
+class InsecureAuthenticationError(ValueError):
+    """A mechanism that would expose a password or token was asked for on a connection
+    without TLS. Allowed only on loopback or when the caller opts in explicitly; nothing is
+    sent and the connection stays usable."""

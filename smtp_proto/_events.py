@@ -14,6 +14,8 @@ from types import MappingProxyType
 from typing import final
 
 __all__ = [
+    "AuthFailed",
+    "AuthSucceeded",
     "ChunkAccepted",
     "ConnectionClosed",
     "DeliveryStatus",
@@ -319,6 +321,30 @@ class ServiceClosing(Event):
     in reply to any command or unprompted; every command still outstanding is lost."""
 
     reply: Reply
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSucceeded(Event):
+    """The 235 that ends a successful AUTH exchange (RFC 4954 section 4). For mechanisms
+    that authenticate the server too (SCRAM), the server's proof has been checked."""
+
+    #: The SASL mechanism used, such as ``"SCRAM-SHA-256"``.
+    mechanism: str
+    reply: Reply
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthFailed(Event):
+    """AUTH failed: the server refused it (535 bad credentials, 534 mechanism too weak, 538
+    encryption required, 454 temporary failure, ...), or the client cancelled the exchange
+    with ``*`` because a challenge made no sense; :attr:`reason` then says why."""
+
+    mechanism: str
+    reply: Reply
+    #: Why the client cancelled, or None if the server ended the exchange by itself.
+    reason: str | None = None
 
 
 class DeliveryStatus(enum.Enum):

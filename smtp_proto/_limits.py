@@ -51,6 +51,16 @@ class Limits:
     #: 4.5.3.1.4). Counted in octets after UTF-8 encoding.
     max_command_line_length: int = 512
 
+    #: Longest line of an AUTH exchange after the command itself, in octets without CRLF
+    #: (RFC 4954 section 4 requires servers to accept 12288). The AUTH command line itself
+    #: stays within ``max_command_line_length``: an initial response that would not fit is
+    #: sent after the first 334 instead, as that section requires.
+    max_auth_line_length: int = 12288
+
+    #: Most 334 challenges one AUTH exchange may take. Real mechanisms need at most three
+    #: (SCRAM); beyond this the client cancels with "*" rather than talk forever.
+    max_auth_rounds: int = 10
+
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)

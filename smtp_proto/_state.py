@@ -26,6 +26,8 @@ from typing import TypeAlias
 
 from ._ehlo import parse_ehlo
 from ._events import (
+    AuthFailed,
+    AuthSucceeded,
     ChunkAccepted,
     Event,
     Greeting,
@@ -100,6 +102,8 @@ class Command(enum.Enum):
     HELP = "HELP"
     QUIT = "QUIT"
     STARTTLS = "STARTTLS"
+    #: AUTH and the exchange of challenges and responses it starts (RFC 4954).
+    AUTH = "AUTH"
     #: Any other (extension) command, sent with ClientConnection.send_command().
     OTHER = "other"
 
@@ -146,6 +150,7 @@ SEND_TRANSITIONS: Mapping[State, Mapping[Command, State]] = {
         C.MAIL: S.MAIL,
         C.RSET: S.READY,
         C.STARTTLS: S.STARTTLS_REQUESTED,
+        C.AUTH: S.READY,
         C.QUIT: S.QUIT_SENT,
         **dict.fromkeys(_ANYTIME, S.READY),
     },
@@ -191,7 +196,7 @@ TRANSACTION_STATES = frozenset({S.MAIL, S.RCPT, S.DATA_REQUESTED, S.DATA_BODY, S
 #: because their effect is unknown.
 GROUP_ENDERS = frozenset(
     {C.GREETING, C.EHLO, C.HELO, C.LHLO, C.DATA, C.NOOP, C.VRFY, C.EXPN, C.HELP, C.QUIT}
-    | {C.STARTTLS, C.OTHER}
+    | {C.STARTTLS, C.AUTH, C.OTHER}
 )
 
 #: Which :class:`Timeouts` field applies while each command's reply is awaited (RFC 5321
@@ -204,7 +209,9 @@ TIMEOUT_FIELD: Mapping[Command, str] = {
     C.BDAT: "data_block",
     C.END_OF_DATA: "data_termination",
     C.BDAT_LAST: "data_termination",
-    **dict.fromkeys((C.EHLO, C.HELO, C.LHLO, C.RSET, C.QUIT, C.STARTTLS, *_ANYTIME), "other"),
+    **dict.fromkeys(
+        (C.EHLO, C.HELO, C.LHLO, C.RSET, C.QUIT, C.STARTTLS, C.AUTH, *_ANYTIME), "other"
+    ),
 }
 
 #: Builds the event for a reply, from the command's argument (sender, recipient) and the
@@ -250,6 +257,14 @@ def _message_accepted(argument: str, reply: Reply) -> Event:
 
 def _message_rejected(argument: str, reply: Reply) -> Event:
     return MessageRejected(reply=reply)
+
+
+def _auth_succeeded(argument: str, reply: Reply) -> Event:
+    return AuthSucceeded(mechanism=argument, reply=reply)
+
+
+def _auth_failed(argument: str, reply: Reply) -> Event:
+    return AuthFailed(mechanism=argument, reply=reply)
 
 
 def _starttls_ready(argument: str, reply: Reply) -> Event:
@@ -301,6 +316,10 @@ REPLY_TRANSITIONS: Mapping[
     (C.RSET, N): (_reply_itself, {}),
     (C.STARTTLS, P): (_starttls_ready, {S.STARTTLS_REQUESTED: S.TLS_HANDSHAKE}),
     (C.STARTTLS, N): (_reply_itself, {S.STARTTLS_REQUESTED: S.READY}),
+    # A 334 is answered by the mechanism, in the connection, and gives no event of its own.
+    (C.AUTH, P): (_auth_succeeded, {}),
+    (C.AUTH, I): (_reply_itself, {}),
+    (C.AUTH, N): (_auth_failed, {}),
     (C.QUIT, P): (_reply_itself, {S.QUIT_SENT: S.CLOSED}),
     (C.QUIT, N): (_reply_itself, {S.QUIT_SENT: S.CLOSED}),
     **{(command, P): (_reply_itself, {}) for command in _ANYTIME},

@@ -1,0 +1,546 @@
+"""One mail transaction, from MAIL to the server's verdict, in as few round trips as allowed.
+
+:class:`MailTransaction` sits on top of a :class:`ClientConnection` and sends the commands
+of one message itself: MAIL, a RCPT for each recipient, then DATA or BDAT. It decides
+everything a careful client decides, so that every transport gets it for free:
+
+* which extensions the message needs (SIZE, BODY, SMTPUTF8, DSN, REQUIRETLS), refusing before
+  the first byte a message the server cannot take;
+* DATA or BDAT (BDAT whenever CHUNKING is offered), pipelined when PIPELINING is;
+* what one refused recipient means (nothing: the rest go on) and what all of them refused
+  means (no content is sent; if DATA was pipelined and still got 354, only the final dot);
+* what a failure leaves behind: an RSET whenever the server may still hold a transaction,
+  so the connection is ready for the next message.
+
+The connection routes the events of the transaction's commands to it; the transport keeps
+running its usual loop, and feeds message content whenever :attr:`MailTransaction.body_wanted`
+says so (:meth:`~MailTransaction.pull_body` when the content was given to the transaction,
+:meth:`~MailTransaction.feed_body` and :meth:`~MailTransaction.end_body` when the transport
+streams it itself, for example from an async iterator).
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeGuard, cast, final
+
+from ._commands import format_mail, format_rcpt
+from ._data import LineEndingNormalizer
+from ._envelope import (
+    Body,
+    detect_body,
+    encode_address,
+    line_allowance,
+    mail_parameters,
+    rcpt_parameters,
+)
+from ._errors import LocalProtocolError
+from ._events import (
+    ConnectionClosed,
+    Event,
+    MessageAccepted,
+    MessageRejected,
+    ReadyForData,
+    RecipientAccepted,
+    RecipientRefused,
+    Reply,
+    SenderAccepted,
+    SenderRefused,
+    ServiceClosing,
+)
+from ._message import message_envelope, message_needs_smtputf8, serialize_message
+
+if TYPE_CHECKING:
+    from email.message import Message
+
+    from ._connection import ClientConnection
+
+__all__ = [
+    "MailTransaction",
+    "MessageOutcome",
+    "Recipient",
+    "RecipientResult",
+    "TransactionResult",
+]
+
+#: Octets of message content sent per DATA write or BDAT chunk when the whole message was
+#: given at once. Large enough that per-chunk overhead vanishes, small enough that memory
+#: stays bounded.
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recipient:
+    """A recipient with its own RCPT parameters.
+
+    A plain ``str`` is accepted wherever a Recipient is, for a recipient without parameters.
+    """
+
+    address: str
+    #: DSN NOTIFY (RFC 3461): "NEVER", or some of "SUCCESS", "FAILURE", "DELAY".
+    notify: frozenset[str] | None = None
+    #: DSN ORCPT (RFC 3461): the original recipient address.
+    original_recipient: str | None = None
+    #: Further RCPT parameters, checked against RFC 5321's esmtp-param grammar.
+    parameters: Mapping[str, str | None] = field(default_factory=dict)
+
+
+class MessageOutcome(enum.Enum):
+    """What became of the message."""
+
+    #: The server took responsibility for the message, for every recipient it accepted.
+    ACCEPTED = "accepted"
+    #: LMTP only: delivered to some accepted recipients and refused for others.
+    PARTIALLY_ACCEPTED = "partially-accepted"
+    #: A reply refused it: the sender, every recipient, DATA, a chunk, or the content.
+    REJECTED = "rejected"
+    #: The connection ended (a 421, or a close) before the end of the content was sent or
+    #: answered with a refusal: not delivered; safe to retry.
+    FAILED = "failed"
+    #: The end of the content was sent but no reply came: the server may have taken the
+    #: message, so a retry may deliver it twice (RFC 5321 section 6.1).
+    DELIVERY_UNKNOWN = "delivery-unknown"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecipientResult:
+    """What the server said about one recipient."""
+
+    #: The address as the caller gave it (before any A-label conversion).
+    address: str
+    #: The reply to its RCPT, or None if none came (the sender was refused without
+    #: pipelining, or the connection ended first).
+    reply: Reply | None = None
+    #: The reply that decided the message's fate for this recipient: under LMTP its own
+    #: reply after the content, under SMTP the message's reply, shared by all.
+    message_reply: Reply | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the server accepted the recipient (RCPT got 2xx)."""
+        return self.reply is not None and self.reply.is_positive
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the server took the message for this recipient."""
+        return self.accepted and self.message_reply is not None and self.message_reply.is_positive
+
+    @property
+    def transient(self) -> bool:
+        """Whether a failure for this recipient is temporary (a 4xx), worth retrying."""
+        decisive = self.message_reply if self.accepted else self.reply
+        return decisive is not None and decisive.is_transient
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionResult:
+    """The fate of a message and of each of its recipients."""
+
+    outcome: MessageOutcome
+    #: The reply to MAIL, or None if none came.
+    sender_reply: Reply | None
+    #: One result per recipient, in the order given.
+    recipients: tuple[RecipientResult, ...]
+    #: The reply that decided the outcome, when one did: to DATA, to a chunk, to the end of
+    #: the content (under LMTP, the first of the per-recipient replies), or the 421.
+    message_reply: Reply | None = None
+
+    @property
+    def accepted_recipients(self) -> tuple[RecipientResult, ...]:
+        return tuple(r for r in self.recipients if r.accepted)
+
+    @property
+    def refused_recipients(self) -> tuple[RecipientResult, ...]:
+        return tuple(r for r in self.recipients if not r.accepted)
+
+    @property
+    def delivered_recipients(self) -> tuple[RecipientResult, ...]:
+        return tuple(r for r in self.recipients if r.delivered)
+
+
+def _is_email_message(body: object) -> TypeGuard[Message]:
+    # email.message is imported only by programs that build messages; checking through
+    # sys.modules keeps the engine from importing the email package (and socket with it).
+    module = sys.modules.get("email.message")
+    return module is not None and isinstance(body, module.Message)
+
+
+class MailTransaction:
+    """Send one message. Made by :meth:`ClientConnection.send_message`, which documents the
+    arguments; see the module documentation for how a transport drives it."""
+
+    def __init__(
+        self,
+        connection: ClientConnection,
+        sender: str | None,
+        recipients: Sequence[str | Recipient] | None,
+        body: bytes | bytearray | memoryview | Message | Iterable[bytes] | None = None,
+        *,
+        size: int | None = None,
+        body_type: Body | None = None,
+        smtputf8: bool | None = None,
+        ret: str | None = None,
+        envid: str | None = None,
+        requiretls: bool = False,
+        mail_options: Mapping[str, str | None] | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        pipeline_content_up_to: int = 0,
+    ) -> None:
+        features = connection.features
+        if features is None:
+            raise LocalProtocolError("send EHLO (or LHLO) before a mail transaction")
+        if not connection.can_start_transaction:
+            raise LocalProtocolError(
+                "a mail transaction cannot start now: wait until can_start_transaction"
+            )
+        if type(chunk_size) is not int or chunk_size < 1:
+            raise ValueError("chunk_size must be a positive int")
+        self._connection = connection
+        self._chunk_size = chunk_size
+
+        # -- the content, and what it tells about the envelope --
+        data: bytes | None = None
+        self._source: Iterator[bytes | bytearray | memoryview] | None = None
+        if isinstance(body, bytes):
+            data = body
+        elif isinstance(body, (bytearray, memoryview)):
+            data = bytes(body)
+        elif _is_email_message(body):
+            message = body
+            sender, recipient_addresses = message_envelope(
+                message, sender, None if recipients is None else [_address(r) for r in recipients]
+            )
+            if recipients is None:
+                recipients = recipient_addresses
+            if smtputf8 is None:
+                smtputf8 = message_needs_smtputf8(message, sender, recipient_addresses)
+            data = serialize_message(message, smtputf8=smtputf8)
+        elif body is not None:
+            if isinstance(cast(object, body), str):
+                raise TypeError("message content must be bytes, not str")
+            self._source = iter(cast("Iterable[bytes]", body))
+        if sender is None:
+            raise ValueError("a sender is needed (or an email message to take it from)")
+        if not recipients:
+            raise ValueError("at least one recipient is needed")
+        self._recipients = [
+            r if isinstance(r, Recipient) else Recipient(address=r) for r in recipients
+        ]
+
+        use_bdat = features.chunking
+        if body_type is None:
+            if data is not None:
+                body_type = detect_body(data)
+            elif features.eight_bit_mime:
+                # Content not seen yet: declaring 8BITMIME costs nothing and lets 8-bit
+                # content through; without the extension each chunk is checked instead.
+                body_type = Body.EIGHT_BIT_MIME
+            else:
+                body_type = Body.SEVEN_BIT
+        self._body_type = body_type
+        self._binary = body_type is Body.BINARY_MIME
+        if data is not None and size is None:
+            size = _wire_size(data, binary=self._binary)
+
+        # -- the envelope, checked whole before anything is sent --
+        wire_sender, sender_needs_utf8 = encode_address(sender, smtputf8_offered=features.smtputf8)
+        wire_recipients = []
+        needs_utf8 = sender_needs_utf8 or bool(smtputf8)
+        for recipient in self._recipients:
+            wire, recipient_needs_utf8 = encode_address(
+                recipient.address, smtputf8_offered=features.smtputf8
+            )
+            wire_recipients.append(wire)
+            needs_utf8 = needs_utf8 or recipient_needs_utf8
+        parameters = mail_parameters(
+            features,
+            tls_active=connection.tls_active,
+            size=size,
+            body=body_type,
+            smtputf8=needs_utf8,
+            ret=ret,
+            envid=envid,
+            requiretls=requiretls,
+            extra=mail_options,
+        )
+        limit = connection.limits.max_command_line_length
+        # Every line is formatted (and so checked) before the first is sent: a bad
+        # recipient must not leave half a transaction on the wire.
+        format_mail(wire_sender, parameters, max_line_length=limit + line_allowance(parameters))
+        rcpt_parameter_sets = []
+        for recipient, wire in zip(self._recipients, wire_recipients, strict=True):
+            recipient_parameters = rcpt_parameters(
+                features,
+                notify=recipient.notify,
+                orcpt=recipient.original_recipient,
+                extra=recipient.parameters,
+            )
+            format_rcpt(
+                wire,
+                recipient_parameters,
+                max_line_length=limit + line_allowance(recipient_parameters),
+            )
+            rcpt_parameter_sets.append(recipient_parameters)
+        self._wire_recipients = wire_recipients
+        self._rcpt_parameters = rcpt_parameter_sets
+        self._use_bdat = use_bdat
+        self._pipelining = connection.pipelining
+
+        # -- the course of the transaction --
+        self._sender_reply: Reply | None = None
+        self._recipient_replies: list[Reply | None] = [None] * len(self._recipients)
+        self._message_replies: list[Reply | None] = [None] * len(self._recipients)
+        self._rcpt_sent = 0
+        self._rcpt_answered = 0
+        self._message_reply: Reply | None = None
+        self._outcome: MessageOutcome | None = None
+        self._content_started = False  # DATA's 354 came, or BDAT may flow
+        self._content_ended = False  # the final dot or BDAT LAST is sent
+        self._content_refused = False
+        self._held_chunk = b""  # BDAT: the chunk kept back to go out with LAST
+        self._lmtp_replies = 0
+        self._normalizer = None if self._binary or not use_bdat else LineEndingNormalizer()
+        self._data = data
+        self._offset = 0
+
+        connection._begin_transaction(self, wire_sender, parameters)
+        if self._pipelining:
+            while self._rcpt_sent < len(self._recipients):
+                self._send_next_rcpt()
+            if not use_bdat:
+                connection.data()
+            elif data is not None and len(data) <= pipeline_content_up_to:
+                # A small message costs less to send than a round trip to wait for.
+                self._content_started = True
+                while self.body_wanted:
+                    self.pull_body()
+
+    # -- what the transport looks at --------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """Whether the outcome is known (later replies, such as an RSET's, may still come)."""
+        return self._outcome is not None
+
+    @property
+    def result(self) -> TransactionResult:
+        """The outcome; only once :attr:`done`."""
+        if self._outcome is None:
+            raise LocalProtocolError("the transaction is not finished yet")
+        return TransactionResult(
+            outcome=self._outcome,
+            sender_reply=self._sender_reply,
+            recipients=tuple(
+                RecipientResult(address=r.address, reply=reply, message_reply=message_reply)
+                for r, reply, message_reply in zip(
+                    self._recipients,
+                    self._recipient_replies,
+                    self._message_replies,
+                    strict=True,
+                )
+            ),
+            message_reply=self._message_reply,
+        )
+
+    @property
+    def body_wanted(self) -> bool:
+        """Whether message content should be supplied now, with :meth:`pull_body` or
+        :meth:`feed_body` / :meth:`end_body`."""
+        if not self._content_started or self._content_ended or self._outcome is not None:
+            return False
+        if not self._use_bdat:
+            return True
+        # BDAT: one more chunk may go if the connection lets another command go now.
+        return self._connection._may_send_bdat()
+
+    # -- message content ------------------------------------------------------------------
+
+    def pull_body(self) -> None:
+        """Send the next piece of the content given to the transaction (or end it)."""
+        if self._data is not None:
+            piece = self._data[self._offset : self._offset + self._chunk_size]
+            self._offset += len(piece)
+            if piece:
+                self.feed_body(piece)
+            else:
+                self.end_body()
+            return
+        if self._source is None:
+            raise LocalProtocolError("no content was given: use feed_body() and end_body()")
+        chunk = next(self._source, None)
+        if chunk is None:
+            self.end_body()
+        else:
+            self.feed_body(chunk)
+
+    def feed_body(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Send a chunk of the message content, of any size."""
+        if not self.body_wanted:
+            raise LocalProtocolError("no message content is wanted now (see body_wanted)")
+        if self._body_type is Body.SEVEN_BIT and not bytes(chunk).isascii():
+            # The server was promised 7-bit content and cannot take 8-bit: stopping the
+            # message now is all that is left (RFC 6152 section 3).
+            raise LocalProtocolError("8-bit content, but the server does not offer 8BITMIME")
+        if not self._use_bdat:
+            self._connection.send_data(chunk)
+            return
+        normalized = bytes(chunk) if self._normalizer is None else self._normalizer.feed(chunk)
+        if not normalized:
+            return
+        # Each chunk is held back until the next arrives, so the last one can carry LAST.
+        if self._held_chunk:
+            self._connection.bdat(self._held_chunk)
+        self._held_chunk = normalized
+
+    def end_body(self) -> None:
+        """End the message content."""
+        if not self.body_wanted:
+            raise LocalProtocolError("no message content is wanted now (see body_wanted)")
+        self._content_ended = True
+        if self._use_bdat:
+            self._connection.bdat(self._held_chunk, last=True)
+            self._held_chunk = b""
+        else:
+            self._connection.end_data()
+
+    # -- replies, routed here by the connection --------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if self._outcome is not None:
+            return  # replies still in flight after the outcome (pipelined chunks) change nothing
+        if isinstance(event, SenderAccepted):
+            self._sender_reply = event.reply
+            if not self._pipelining:
+                self._send_next_rcpt()
+        elif isinstance(event, SenderRefused):
+            self._sender_reply = event.reply
+            if not self._pipelining:
+                self._finish(MessageOutcome.REJECTED)
+        elif isinstance(event, (RecipientAccepted, RecipientRefused)):
+            self._recipient_replies[self._rcpt_answered] = event.reply
+            self._rcpt_answered += 1
+            if self._rcpt_answered == len(self._recipients):
+                self._after_recipients()
+            elif not self._pipelining:
+                self._send_next_rcpt()
+        elif isinstance(event, ReadyForData):
+            self._content_started = True
+            if not self._any_accepted():
+                # RFC 2920 section 3.1: DATA was pipelined and accepted although no
+                # recipient was: send no content, only the end of it.
+                self._content_ended = True
+                self._connection.end_data()
+        elif isinstance(event, MessageAccepted):
+            self._on_message_reply(event.reply, accepted=True)
+        elif isinstance(event, MessageRejected):
+            self._on_message_reply(event.reply, accepted=False)
+        elif isinstance(event, ServiceClosing):
+            self._message_reply = event.reply
+            self._finish(MessageOutcome.FAILED)
+        elif isinstance(event, ConnectionClosed):
+            self._finish(
+                MessageOutcome.DELIVERY_UNKNOWN if self._content_ended else MessageOutcome.FAILED
+            )
+
+    def _after_recipients(self) -> None:
+        if not self._any_accepted():
+            if self._use_bdat and self._content_started:
+                return  # the content was pipelined already; its reply decides
+            if not self._use_bdat and self._pipelining:
+                return  # DATA is pipelined; its reply (or the dot's) decides
+            self._reset_if_needed()
+            self._finish(MessageOutcome.REJECTED)
+            return
+        if self._use_bdat:
+            self._content_started = True
+        elif not self._pipelining:
+            self._connection.data()
+
+    def _on_message_reply(self, reply: Reply, *, accepted: bool) -> None:
+        if not self._content_ended:
+            # DATA or a chunk was refused: the content stops here.
+            self._record_message_reply(reply)
+            self._content_refused = True
+            self._reset_if_needed()
+            self._finish(MessageOutcome.REJECTED)
+            return
+        if self._connection.lmtp and self._any_accepted():
+            accepted_indexes = [
+                i for i, r in enumerate(self._recipient_replies) if r is not None and r.is_positive
+            ]
+            index = accepted_indexes[self._lmtp_replies]
+            self._message_replies[index] = reply
+            if self._message_reply is None:
+                self._message_reply = reply
+            self._lmtp_replies += 1
+            if self._lmtp_replies < len(accepted_indexes):
+                return
+            delivered = sum(
+                1 for i in accepted_indexes if (r := self._message_replies[i]) and r.is_positive
+            )
+            if delivered == len(accepted_indexes):
+                self._finish(MessageOutcome.ACCEPTED)
+            elif delivered:
+                self._finish(MessageOutcome.PARTIALLY_ACCEPTED)
+            else:
+                self._finish(MessageOutcome.REJECTED)
+            return
+        self._record_message_reply(reply)
+        if accepted and self._any_accepted():
+            self._finish(MessageOutcome.ACCEPTED)
+        else:
+            self._finish(MessageOutcome.REJECTED)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _send_next_rcpt(self) -> None:
+        index = self._rcpt_sent
+        parameters = self._rcpt_parameters[index]
+        self._connection.rcpt(self._wire_recipients[index], parameters)
+        self._rcpt_sent += 1
+
+    def _record_message_reply(self, reply: Reply) -> None:
+        # Under SMTP one reply decides the message for every accepted recipient.
+        self._message_reply = reply
+        for index, rcpt_reply in enumerate(self._recipient_replies):
+            if rcpt_reply is not None and rcpt_reply.is_positive:
+                self._message_replies[index] = reply
+
+    def _any_accepted(self) -> bool:
+        return any(reply is not None and reply.is_positive for reply in self._recipient_replies)
+
+    def _reset_if_needed(self) -> None:
+        # The server still holds a transaction if it accepted MAIL and the transaction did
+        # not end with the content. RSET clears it, unless a later transaction has begun
+        # on the connection, which an RSET would destroy instead.
+        if (
+            self._sender_reply is not None
+            and self._sender_reply.is_positive
+            and self._connection._owns_current_transaction(self)
+        ):
+            self._connection.rset()
+
+    def _finish(self, outcome: MessageOutcome) -> None:
+        self._outcome = outcome
+        self._data = None
+        self._source = None
+
+
+def _address(recipient: str | Recipient) -> str:
+    return recipient.address if isinstance(recipient, Recipient) else recipient
+
+
+def _wire_size(data: bytes, *, binary: bool) -> int:
+    """The size the content will have on the wire, for SIZE (RFC 1870 section 3: the
+    message's octets with CRLF line ends, not counting dot-stuffing or the final dot)."""
+    if binary:
+        return len(data)
+    pairs = data.count(b"\r\n")
+    # Every bare CR and every bare LF grows into a CRLF.
+    return len(data) + (data.count(b"\r") - pairs) + (data.count(b"\n") - pairs)

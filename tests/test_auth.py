@@ -1,0 +1,270 @@
+"""AUTH through the connection: initial responses, challenges, failures and the TLS rule."""
+
+from __future__ import annotations
+
+import base64
+from typing import ClassVar
+
+import pytest
+from transcript import Step, events_of, play, play_every_way
+
+from smtp_proto import (
+    AuthFailed,
+    AuthSucceeded,
+    ClientConnection,
+    InsecureAuthenticationError,
+    Limits,
+    LocalProtocolError,
+    Login,
+    Mechanism,
+    Plain,
+    RemoteProtocolError,
+    SaslError,
+    ScramSha256,
+    ServerCapabilityError,
+    State,
+    XOAuth2,
+)
+
+GREETING = b"220 mx.example.org ESMTP\r\n"
+EHLO = (
+    b"250-mx.example.org\r\n250-PIPELINING\r\n"
+    b"250 AUTH PLAIN LOGIN SCRAM-SHA-256 XOAUTH2 X-CUSTOM\r\n"
+)
+
+
+def b64(data: bytes) -> bytes:
+    return base64.b64encode(data)
+
+
+def ready(**options: object) -> list[Step]:
+    return [GREETING, lambda c: c.ehlo("client.example"), EHLO]
+
+
+def test_plain_with_initial_response_over_tls() -> None:
+    outcome = play_every_way(
+        [*ready(), lambda c: c.auth(Plain("alice", "s3cret")), b"235 2.7.0 ok\r\n"], tls_active=True
+    )
+    assert outcome.sent.endswith(b"AUTH PLAIN " + b64(b"\0alice\0s3cret") + b"\r\n")
+    event = outcome.events[-1]
+    assert event == AuthSucceeded(mechanism="PLAIN", reply=event.reply)  # type: ignore[union-attr]
+    assert outcome.connection.authenticated
+    with pytest.raises(LocalProtocolError, match="already authenticated"):
+        outcome.connection.auth(Plain("alice", "s3cret"))
+
+
+def test_secrets_are_refused_in_plain_text() -> None:
+    conn = play(ready()).connection
+    with pytest.raises(InsecureAuthenticationError):
+        conn.auth(Plain("alice", "s3cret"))
+    assert conn.data_to_send() == b""
+    assert conn.state is State.READY  # not poisoned: another mechanism may be tried
+    conn.auth(ScramSha256("alice", "s3cret", nonce="abc"))  # sends no reusable secret
+    assert conn.data_to_send().startswith(b"AUTH SCRAM-SHA-256 ")
+
+
+@pytest.mark.parametrize("options", [{"peer_is_loopback": True}, {"tls_active": True}])
+def test_secrets_are_allowed_on_loopback_or_tls(options: dict[str, bool]) -> None:
+    conn = play(ready(), "whole", **options).connection
+    conn.auth(Plain("alice", "s3cret"))
+    assert conn.data_to_send().startswith(b"AUTH PLAIN ")
+
+
+def test_secrets_in_plain_text_on_explicit_request() -> None:
+    conn = play(ready()).connection
+    conn.auth(Plain("alice", "s3cret"), allow_without_tls=True)
+    assert conn.data_to_send().startswith(b"AUTH PLAIN ")
+
+
+def test_login_answers_challenges() -> None:
+    outcome = play_every_way(
+        [
+            *ready(),
+            lambda c: c.auth(Login("alice", "s3cret")),
+            b"334 " + b64(b"Username:") + b"\r\n",
+            b"334 " + b64(b"Password:") + b"\r\n",
+            b"235 ok\r\n",
+        ],
+        tls_active=True,
+    )
+    assert outcome.sent.endswith(
+        b"AUTH LOGIN\r\n" + b64(b"alice") + b"\r\n" + b64(b"s3cret") + b"\r\n"
+    )
+    assert events_of(outcome)[-1] == "AuthSucceeded"
+
+
+def test_failure_is_typed() -> None:
+    for code in (b"535 5.7.8", b"534 5.7.9", b"538 5.7.11", b"454 4.7.0"):
+        outcome = play(
+            [*ready(), lambda c: c.auth(Plain("a", "b")), code + b" no\r\n"], tls_active=True
+        )
+        failed = outcome.events[-1]
+        assert isinstance(failed, AuthFailed)
+        assert failed.mechanism == "PLAIN"
+        assert failed.reason is None
+        assert failed.reply.code == int(code[:3])
+        assert not outcome.connection.authenticated
+        assert outcome.connection.state is State.READY
+
+
+def test_invalid_base64_is_cancelled_and_reported() -> None:
+    outcome = play_every_way(
+        [
+            *ready(),
+            lambda c: c.auth(Login("alice", "s3cret")),
+            b"334 not*base64!\r\n",
+            b"501 5.5.2 cancelled\r\n",
+        ],
+        tls_active=True,
+    )
+    assert outcome.sent.endswith(b"AUTH LOGIN\r\n*\r\n")
+    failed = outcome.events[-1]
+    assert isinstance(failed, AuthFailed)
+    assert failed.reason is not None
+    assert "base64" in failed.reason
+
+
+def test_multiline_challenge_is_cancelled() -> None:
+    outcome = play(
+        [*ready(), lambda c: c.auth(Login("a", "b")), b"334-YQ==\r\n334 Yg==\r\n", b"501 no\r\n"],
+        tls_active=True,
+    )
+    assert outcome.sent.endswith(b"*\r\n")
+
+
+def test_endless_challenges_are_bounded() -> None:
+    class Echo(Mechanism):
+        name: ClassVar[str] = "X-CUSTOM"
+        sends_secret: ClassVar[bool] = False
+
+        def initial_response(self) -> bytes | None:
+            return None
+
+        def respond(self, challenge: bytes) -> bytes:
+            return challenge
+
+    challenge = b"334 " + b64(b"again") + b"\r\n"
+    script: list[Step] = [*ready(), lambda c: c.auth(Echo())]
+    script += [challenge] * 3 + [b"535 enough\r\n"]
+    outcome = play_every_way(script, limits=Limits(max_auth_rounds=2))
+    assert outcome.sent.endswith(b64(b"again") + b"\r\n" + b64(b"again") + b"\r\n*\r\n")
+    failed = outcome.events[-1]
+    assert isinstance(failed, AuthFailed)
+    assert failed.reason is not None
+    assert "max_auth_rounds" in failed.reason
+
+
+def test_a_challenge_after_cancelling_is_a_protocol_error() -> None:
+    with pytest.raises(RemoteProtocolError, match="after AUTH was cancelled"):
+        play(
+            [*ready(), lambda c: c.auth(Login("a", "b")), b"334 !!\r\n", b"334 YQ==\r\n"],
+            tls_active=True,
+        )
+
+
+def test_a_mechanism_error_cancels() -> None:
+    class Picky(Mechanism):
+        name: ClassVar[str] = "X-CUSTOM"
+        sends_secret: ClassVar[bool] = False
+
+        def initial_response(self) -> bytes | None:
+            return b""
+
+        def respond(self, challenge: bytes) -> bytes:
+            raise SaslError("unexpected challenge")
+
+    outcome = play([*ready(), lambda c: c.auth(Picky()), b"334 YQ==\r\n", b"501 cancelled\r\n"])
+    assert outcome.sent.endswith(b"AUTH X-CUSTOM =\r\n*\r\n")  # "=" is an empty initial response
+    failed = outcome.events[-1]
+    assert isinstance(failed, AuthFailed)
+    assert failed.reason == "unexpected challenge"
+
+
+def test_long_initial_response_waits_for_the_first_challenge() -> None:
+    token = "t" * 600
+    outcome = play(
+        [*ready(), lambda c: c.auth(XOAuth2("alice", token)), b"334 \r\n", b"235 ok\r\n"],
+        tls_active=True,
+    )
+    expected = b64(f"user=alice\x01auth=Bearer {token}\x01\x01".encode())
+    assert b"AUTH XOAUTH2\r\n" + expected + b"\r\n" in outcome.sent
+    assert events_of(outcome)[-1] == "AuthSucceeded"
+
+
+def test_too_long_response_is_cancelled() -> None:
+    outcome = play(
+        [*ready(), lambda c: c.auth(XOAuth2("alice", "t" * 600)), b"334 \r\n", b"501 no\r\n"],
+        tls_active=True,
+        limits=Limits(max_auth_line_length=100),
+    )
+    assert outcome.sent.endswith(b"AUTH XOAUTH2\r\n*\r\n")
+
+
+def test_scram_end_to_end_and_a_server_that_cannot_prove_itself() -> None:
+    # RFC 7677 section 3's exchange.
+    server_first = (
+        b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+    )
+    server_final = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+
+    def scram(c: ClientConnection) -> None:
+        c.auth(ScramSha256("user", "pencil", nonce="rOprNGfwEbeRWgbNEkqO"))
+
+    outcome = play_every_way(
+        [
+            *ready(),
+            scram,
+            b"334 " + b64(server_first) + b"\r\n",
+            b"334 " + b64(server_final) + b"\r\n",
+            b"235 ok\r\n",
+        ]
+    )
+    assert events_of(outcome)[-1] == "AuthSucceeded"
+    assert outcome.sent.endswith(b"\r\n\r\n")  # the empty response after the verifier
+    with pytest.raises(RemoteProtocolError, match="failed to authenticate itself"):
+        play([*ready(), scram, b"334 " + b64(server_first) + b"\r\n", b"235 ok\r\n"])
+
+
+def test_auth_needs_the_mechanism_announced() -> None:
+    conn = play(ready(), tls_active=True).connection
+    with pytest.raises(ServerCapabilityError):
+        conn.auth(_named("CRAM-MD5"))
+    assert conn.state is State.READY
+
+
+def _named(name: str) -> Mechanism:
+    class Named(Mechanism):
+        sends_secret: ClassVar[bool] = False
+
+        def initial_response(self) -> bytes | None:
+            return None
+
+        def respond(self, challenge: bytes) -> bytes:
+            return b""
+
+    Named.name = name
+    return Named()
+
+
+@pytest.mark.parametrize("name", ["lower", "SPACE NAME", "X" * 21, "AUTH\r\nRSET", ""])
+def test_mechanism_names_are_checked(name: str) -> None:
+    conn = play(ready()).connection
+    with pytest.raises(ValueError, match="SASL mechanism name"):
+        conn.auth(_named(name))
+    assert conn.data_to_send() == b""
+
+
+def test_auth_ends_a_pipelined_group() -> None:
+    conn = play(ready(), tls_active=True).connection
+    conn.auth(_named("X-CUSTOM"))
+    with pytest.raises(LocalProtocolError, match="before the reply to AUTH"):
+        conn.noop()
+
+
+def test_secrets_never_appear_in_events_or_reprs() -> None:
+    outcome = play(
+        [*ready(), lambda c: c.auth(Plain("alice", "hunter2-secret")), b"535 5.7.8 bad\r\n"],
+        tls_active=True,
+    )
+    assert "hunter2-secret" not in repr(outcome.events)
+    assert "hunter2-secret" not in repr(Plain("alice", "hunter2-secret"))
