@@ -49,7 +49,7 @@ from ._events import (
 )
 from ._limits import Limits, Timeouts
 from ._replies import ReplyReader
-from ._sasl import Mechanism, SaslError
+from ._sasl import Mechanism, SaslError, choose_mechanism, password_mechanisms
 from ._transaction import DEFAULT_CHUNK_SIZE, MailTransaction, Recipient
 
 if TYPE_CHECKING:
@@ -208,6 +208,9 @@ class ClientConnection:
         # counting (RFC 2920 section 3.1), so the greeting waits here like a command.
         self._pending: deque[_Pending] = deque([_Pending(Command.GREETING, "", None)])
         self._outbox: list[bytes] = []
+        # What the outbox holds, line by line, fit for a debug log: secrets redacted and
+        # message content summarised.
+        self._outbox_log: list[str] = []
         self._features: EhloFeatures | None = None
         self._transaction: _Transaction | None = None
         # The most recent transaction started, even once it has ended.
@@ -285,10 +288,18 @@ class ClientConnection:
 
     # -- I/O in and out ----------------------------------------------------------------
 
+    def data_to_send_and_log(self) -> tuple[bytes, tuple[str, ...]]:
+        """Like :meth:`data_to_send`, and also what those bytes say, one entry per command
+        line, for a debug log: AUTH credentials appear as ``[redacted]`` and message content
+        as its size only, so the log never holds a secret or a message."""
+        log = tuple(self._outbox_log)
+        return self.data_to_send(), log
+
     def data_to_send(self) -> bytes:
         """Take the bytes to write to the server (``b""`` if there are none)."""
         data = b"".join(self._outbox)
         self._outbox.clear()
+        self._outbox_log.clear()
         return data
 
     @_poisons
@@ -380,7 +391,8 @@ class ClientConnection:
         """
         if self._data_writer is None:
             raise LocalProtocolError(f"no message content can be sent in state {self._state.name}")
-        self._outbox.append(self._data_writer.feed(chunk))
+        output = self._data_writer.feed(chunk)
+        self._write(output, f"[{len(output)} octets of message content]")
 
     @_poisons
     def end_data(self) -> None:
@@ -392,7 +404,7 @@ class ClientConnection:
             )
         new_state = self._check_send(Command.END_OF_DATA)
         self._data_writer = None
-        self._push(Command.END_OF_DATA, "", writer.end(), new_state)
+        self._push(Command.END_OF_DATA, "", writer.end(), new_state, log=".")
 
     @_poisons
     def bdat(self, chunk: bytes | bytearray | memoryview, *, last: bool = False) -> None:
@@ -409,7 +421,7 @@ class ClientConnection:
         line = b"BDAT %d LAST\r\n" % size if last else b"BDAT %d\r\n" % size
         self._push(command, "", line, new_state)
         if size:
-            self._outbox.append(bytes(chunk))
+            self._write(bytes(chunk), f"[{size} octets of message content]")
 
     @_poisons
     def rset(self) -> None:
@@ -568,6 +580,21 @@ class ClientConnection:
             pipeline_content_up_to=pipeline_content_up_to,
         )
 
+    def login(self, username: str, password: str, *, allow_without_tls: bool = False) -> Mechanism:
+        """Authenticate with a password, by the strongest mechanism both sides support:
+        SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, PLAIN, then LOGIN. Only what the server
+        announced in its last EHLO counts, so after STARTTLS only the list given over TLS.
+        Returns the mechanism chosen; the outcome comes as an event, as with :meth:`auth`.
+        """
+        offered = self._features.auth_mechanisms if self._features is not None else ()
+        mechanism = choose_mechanism(offered, password_mechanisms(username, password))
+        if mechanism is None:
+            raise ServerCapabilityError(
+                "AUTH", "the server announced no password mechanism this client supports"
+            )
+        self.auth(mechanism, allow_without_tls=allow_without_tls)
+        return mechanism
+
     @_poisons
     def send_command(self, verb: str, *arguments: str) -> None:
         """Send an extension command the engine has no method for, such as ETRN or XCLIENT.
@@ -639,14 +666,32 @@ class ClientConnection:
         # Checks come first and produce nothing; only then is the command committed.
         self._push(command, argument, line, self._check_send(command))
 
-    def _push(self, command: Command, argument: str, line: bytes, new_state: State) -> None:
+    def _push(
+        self,
+        command: Command,
+        argument: str,
+        line: bytes,
+        new_state: State,
+        *,
+        log: str | None = None,
+    ) -> None:
         if command is Command.MAIL:
             self._transaction = self._last_transaction = _Transaction(self._new_owner)
             self._new_owner = None
         transaction = self._transaction if command in TRANSACTION_COMMANDS else None
         self._pending.append(_Pending(command, argument, transaction))
-        self._outbox.append(line)
+        if command is Command.AUTH and b" " in line[5:]:
+            # Keep the verb and the mechanism's name, hide the initial response.
+            self._write(line, line[: line.index(b" ", 5)].decode("ascii") + " [redacted]")
+        else:
+            self._write(line, log)
         self._set_state(new_state)
+
+    def _write(self, data: bytes, log: str | None = None) -> None:
+        self._outbox.append(data)
+        if log is None:
+            log = data.decode("utf-8", "backslashreplace").removesuffix("\r\n")
+        self._outbox_log.append(log)
 
     def _set_state(self, state: State) -> None:
         self._state = state
@@ -776,11 +821,11 @@ class ClientConnection:
         if len(encoded) > self._limits.max_auth_line_length:
             self._cancel_auth(exchange, "the response is too long (Limits.max_auth_line_length)")
             return
-        self._outbox.append(encoded + b"\r\n")
+        self._write(encoded + b"\r\n", "[redacted]")
 
     def _cancel_auth(self, exchange: _AuthExchange, reason: str) -> None:
         exchange.cancelled_because = reason
-        self._outbox.append(b"*\r\n")
+        self._write(b"*\r\n")
 
     def _may_use_helo(self) -> bool:
         # Falling back to HELO gives up STARTTLS, so never when TLS is required but absent.

@@ -268,3 +268,50 @@ def test_secrets_never_appear_in_events_or_reprs() -> None:
     )
     assert "hunter2-secret" not in repr(outcome.events)
     assert "hunter2-secret" not in repr(Plain("alice", "hunter2-secret"))
+
+
+def test_the_debug_log_never_holds_a_secret() -> None:
+    conn = play(ready(), tls_active=True).connection
+    conn.auth(Login("alice", "hunter2-secret"))
+    data, log = conn.data_to_send_and_log()
+    assert data == b"AUTH LOGIN\r\n"
+    assert log == ("AUTH LOGIN",)
+    conn.receive_data(b"334 " + b64(b"Username:") + b"\r\n334 " + b64(b"Password:") + b"\r\n")
+    conn.next_event()
+    data, log = conn.data_to_send_and_log()
+    assert b64(b"hunter2-secret") in data
+    assert log == ("[redacted]", "[redacted]")
+    conn = play(ready(), tls_active=True).connection
+    conn.auth(Plain("alice", "hunter2-secret"))
+    data, log = conn.data_to_send_and_log()
+    assert log == ("AUTH PLAIN [redacted]",)
+    assert conn.data_to_send_and_log() == (b"", ())
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        (b"PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256", "SCRAM-SHA-256"),
+        (b"LOGIN PLAIN SCRAM-SHA-1", "SCRAM-SHA-1"),
+        (b"LOGIN PLAIN CRAM-MD5", "CRAM-MD5"),
+        (b"LOGIN PLAIN", "PLAIN"),
+        (b"LOGIN", "LOGIN"),
+    ],
+)
+def test_login_picks_the_strongest_common_mechanism(offered: bytes, chosen: str) -> None:
+    ehlo = b"250-mx.example.org\r\n250 AUTH " + offered + b"\r\n"
+    conn = play([GREETING, lambda c: c.ehlo("client.example"), ehlo], tls_active=True).connection
+    assert conn.login("alice", "s3cret").name == chosen
+    assert conn.data_to_send().startswith(b"AUTH " + chosen.encode())
+
+
+def test_login_without_a_common_mechanism_or_without_tls() -> None:
+    ehlo = b"250-mx.example.org\r\n250 AUTH GSSAPI\r\n"
+    conn = play([GREETING, lambda c: c.ehlo("client.example"), ehlo], tls_active=True).connection
+    with pytest.raises(ServerCapabilityError):
+        conn.login("alice", "s3cret")
+    ehlo = b"250-mx.example.org\r\n250 AUTH PLAIN\r\n"
+    conn = play([GREETING, lambda c: c.ehlo("client.example"), ehlo]).connection
+    with pytest.raises(InsecureAuthenticationError):
+        conn.login("alice", "s3cret")
+    assert conn.data_to_send() == b""

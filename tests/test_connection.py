@@ -1024,3 +1024,23 @@ def test_events_carry_what_they_answer() -> None:
     assert recipient.recipient == "c@d.example"
     assert isinstance(chunk, ChunkAccepted)
     assert chunk.reply.code == 250
+
+
+def test_the_debug_log_summarises_content() -> None:
+    conn = play([*greeted(), lambda c: (c.mail("a@b.example"), c.rcpt("c@d.example"))]).connection
+    conn.bdat(b"secret message", last=False)
+    data, log = conn.data_to_send_and_log()
+    assert data == b"BDAT 14\r\nsecret message"
+    assert log == ("BDAT 14", "[14 octets of message content]")
+    conn = play(
+        [
+            *greeted(),
+            lambda c: (c.mail("a@b.example"), c.rcpt("c@d.example"), c.data()),
+            OK + OK + GO,
+        ]
+    ).connection
+    conn.send_data(b"secret\n")
+    conn.end_data()
+    data, log = conn.data_to_send_and_log()
+    assert data == b"secret\r\n.\r\n"
+    assert log == ("[8 octets of message content]", ".")

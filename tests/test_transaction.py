@@ -482,3 +482,27 @@ def test_replies_after_the_outcome_change_nothing() -> None:
     assert tx.result.outcome is MessageOutcome.REJECTED
     assert tx.result.message_reply is not None
     assert tx.result.message_reply.code == 552
+
+
+def test_whole_transactions_pipelined_in_one_write() -> None:
+    # With CHUNKING and PIPELINING, small messages and their envelopes all travel together:
+    # the next MAIL may follow BDAT LAST without waiting (RFC 2920, RFC 3030).
+    server = FakeServer(rcpt=refuse("x@example.org"))
+    conn, events = connect(server)
+    transactions = []
+    for index in range(3):
+        assert conn.can_start_transaction
+        transactions.append(
+            conn.send_message(
+                "a@example.org",
+                ["b@example.org", "x@example.org"],
+                b"message %d\r\n" % index,
+                pipeline_content_up_to=1024,
+            )
+        )
+    writes_before = server.writes
+    pump(conn, server, events)
+    assert server.writes == writes_before + 1
+    assert [tx.result.outcome for tx in transactions] == [MessageOutcome.ACCEPTED] * 3
+    assert all(len(tx.result.refused_recipients) == 1 for tx in transactions)
+    assert server.messages == [b"message 0\r\n", b"message 1\r\n", b"message 2\r\n"]
