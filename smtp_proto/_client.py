@@ -157,6 +157,10 @@ def execute(
             yield Write(data)
         event = conn.next_event()
         if event is NEED_DATA:
+            # Pulling events may have written (an AUTH response, the HELO fallback).
+            data = conn.data_to_send()
+            if data:
+                yield Write(data)
             received = yield Read(conn.timeout, fresh)
             fresh = False
             conn.receive_data(received or b"")
@@ -258,6 +262,8 @@ def send_transaction(
             continue
         event = conn.next_event()
         if event is NEED_DATA:
+            # (Every reply in a transaction gives an event, so nothing was written since
+            # the loop's flush: the read can start at once.)
             received = yield Read(conn.timeout, fresh)
             fresh = False
             conn.receive_data(received or b"")
@@ -270,7 +276,5 @@ def send_transaction(
 
 
 def _reply_of(event: Event) -> Reply | None:
-    if isinstance(event, Reply):
-        return event
-    reply = getattr(event, "reply", None)
-    return reply if isinstance(reply, Reply) else None
+    # A refused EHLO, HELO or STARTTLS is reported as the Reply itself.
+    return event if isinstance(event, Reply) else None

@@ -39,6 +39,7 @@ from ._envelope import (
 )
 from ._errors import LocalProtocolError
 from ._events import (
+    ChunkAccepted,
     ConnectionClosed,
     Event,
     MessageAccepted,
@@ -304,6 +305,10 @@ class MailTransaction:
         self._content_ended = False  # the final dot or BDAT LAST is sent
         self._content_refused = False
         self._held_chunk = b""  # BDAT: the chunk kept back to go out with LAST
+        # BDAT chunks other than the last, sent and accepted: once they match, a refusal
+        # answers the end of the message, not a chunk.
+        self._chunks_sent = 0
+        self._chunks_accepted = 0
         self._lmtp_replies = 0
         self._normalizer = None if self._binary or not use_bdat else LineEndingNormalizer()
         self._data = data
@@ -396,6 +401,7 @@ class MailTransaction:
         # Each chunk is held back until the next arrives, so the last one can carry LAST.
         if self._held_chunk:
             self._connection.bdat(self._held_chunk)
+            self._chunks_sent += 1
         self._held_chunk = normalized
 
     def end_body(self) -> None:
@@ -436,6 +442,8 @@ class MailTransaction:
                 # recipient was: send no content, only the end of it.
                 self._content_ended = True
                 self._connection.end_data()
+        elif isinstance(event, ChunkAccepted):
+            self._chunks_accepted += 1
         elif isinstance(event, MessageAccepted):
             self._on_message_reply(event.reply, accepted=True)
         elif isinstance(event, MessageRejected):
@@ -443,7 +451,7 @@ class MailTransaction:
         elif isinstance(event, ServiceClosing):
             self._message_reply = event.reply
             self._finish(MessageOutcome.FAILED)
-        elif isinstance(event, ConnectionClosed):
+        elif isinstance(event, ConnectionClosed):  # pragma: no branch - the last kind routed
             self._finish(
                 MessageOutcome.DELIVERY_UNKNOWN if self._content_ended else MessageOutcome.FAILED
             )
@@ -463,8 +471,9 @@ class MailTransaction:
             self._connection.data()
 
     def _on_message_reply(self, reply: Reply, *, accepted: bool) -> None:
-        if not self._content_ended:
-            # DATA or a chunk was refused: the content stops here.
+        if not self._content_ended or self._chunks_accepted < self._chunks_sent:
+            # DATA or a chunk was refused, not the end of the message: the content stops
+            # here, and the server may still hold the transaction.
             self._record_message_reply(reply)
             self._content_refused = True
             self._reset_if_needed()

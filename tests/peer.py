@@ -32,6 +32,9 @@ class FakeServer:
     #: accepted recipient with "recipient\ncontent").
     message: Answer = lambda _: b"250 2.0.0 queued\r\n"
     bdat: Callable[[int], bytes] = lambda _: b"250 2.0.0 chunk ok\r\n"
+    auth: Answer = lambda _: b"235 2.7.0 ok\r\n"
+    #: Whether STARTTLS was accepted (the "handshake" is imagined: bytes stay as they are).
+    tls: bool = False
     #: Every command line received, in order.
     commands: list[str] = field(default_factory=list)
     #: Every message's content as the server understood it.
@@ -49,14 +52,14 @@ class FakeServer:
 
     def receive(self, data: bytes) -> bytes:
         """Take what the client wrote; return the replies."""
-        if self._closed:
-            return b""  # a server that said 421 has closed the connection
-        if data:
+        if data and not self._closed:
             self.writes += 1
         self._buffer += data
         replies = b""
         commands_before = len(self.commands)
         while True:
+            if self._closed:
+                return replies  # a server that said 421 has closed the connection
             if len(self.commands) - commands_before > 1 and "PIPELINING" not in self.keywords:
                 raise AssertionError("the client pipelined without PIPELINING")
             if self._in_data:
@@ -90,7 +93,8 @@ class FakeServer:
         verb, _, rest = line.partition(" ")
         verb = verb.upper()
         if verb in ("EHLO", "LHLO"):
-            lines = ["fake.example", *self.keywords]
+            keywords = [k for k in self.keywords if not (self.tls and k == "STARTTLS")]
+            lines = ["fake.example", *keywords]
             return b"".join(
                 f"250{'-' if i < len(lines) - 1 else ' '}{text}\r\n".encode()
                 for i, text in enumerate(lines)
@@ -117,6 +121,13 @@ class FakeServer:
             if len(words) > 1:
                 return self._end_of_message()
             return self.bdat(size)
+        if verb == "STARTTLS":
+            if "STARTTLS" not in self.keywords or self.tls:
+                return b"502 5.5.1 no\r\n"
+            self.tls = True
+            return b"220 2.0.0 go ahead\r\n"
+        if verb == "AUTH":
+            return self.auth(rest)
         if verb in ("RSET", "NOOP"):
             return b"250 2.0.0 ok\r\n"
         if verb == "QUIT":

@@ -469,16 +469,23 @@ def test_pipelined_content_for_recipients_all_refused() -> None:
     assert "RSET" not in server.commands  # BDAT LAST ended the server's transaction
 
 
-def test_replies_after_the_outcome_change_nothing() -> None:
-    # The first of three pipelined chunks is refused; the second's reply never comes.
-    chunks = iter([b"552 5.3.4 too big\r\n"])
-    server = FakeServer(bdat=lambda _: next(chunks, b""))
+def test_events_after_the_outcome_change_nothing() -> None:
+    # The first of three pipelined chunks is refused; then the server vanishes, leaving the
+    # other chunks unanswered.
+    server = FakeServer()
+
+    def first_refused_then_gone(_: int) -> bytes:
+        server._closed = True
+        return b"552 5.3.4 too big\r\n"
+
+    server.bdat = first_refused_then_gone
     tx, conn, _events = send(
         server, "a@example.org", ["b@example.org"], b"0123456789", chunk_size=4
     )
     assert tx.result.outcome is MessageOutcome.REJECTED
-    conn.receive_data(b"421 4.3.2 bye\r\n")
-    assert type(conn.next_event()).__name__ == "ServiceClosing"
+    assert conn.commands_in_flight == 3  # the second chunk, the last one, and the RSET
+    conn.receive_data(b"")
+    assert type(conn.next_event()).__name__ == "ConnectionClosed"
     assert tx.result.outcome is MessageOutcome.REJECTED
     assert tx.result.message_reply is not None
     assert tx.result.message_reply.code == 552
