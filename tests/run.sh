@@ -26,6 +26,33 @@ usable() {
     "$1" -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1
 }
 
+# The tests of the transports talk to a real Postfix: a private instance that
+# tests/postfix.py starts on loopback with a configuration of its own. Only the package's
+# programs are needed. Where Postfix is missing and we may install it (root, apt-get), do;
+# otherwise those tests are skipped, or fail on CI (CI set), where a skip would hide a gap.
+postfix_installed() {
+    # Postfix's commands live in sbin, which not every user has on PATH.
+    PATH="$PATH:/usr/sbin:/sbin" command -v postfix >/dev/null 2>&1
+}
+if ! postfix_installed; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        header "Installing Postfix for the real-server tests (apt-get)"
+        # "No configuration": Debian's package then writes no main.cf, and neither its init
+        # script nor its systemd unit starts a system instance without one.
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix
+        # Belt and braces: should a system instance be running after all, stop it; the
+        # tests use only their own.
+        if postfix status >/dev/null 2>&1; then
+            postfix stop
+        fi
+    else
+        echo "note: postfix is not installed and cannot be installed here (needs root and" \
+            "apt-get); the tests that use a real Postfix will be skipped (fail under CI)" >&2
+    fi
+fi
+
 read -r -a pythons <<<"${SMTP_PROTO_PYTHONS:-python3.10 python3.13}"
 if ((${#pythons[@]} == 0)); then
     echo "error: SMTP_PROTO_PYTHONS names no interpreter" >&2
