@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job of the quick start: `bash docs/demo.sh` from anywhere.
 #
-# Sets up a virtual environment `.venv-demo` in the repository root with the package
-# installed, then runs docs/demo.py: a scripted SMTP session through the engine, printed as
-# it runs.
+# Sets up a virtual environment `.venv-demo` in the repository root with the package and
+# the demo's server (aiosmtpd, trustme) installed, then runs docs/demo.py: a real message
+# through each of the three transports to an SMTP server on loopback, the conversation
+# printed with secrets redacted, and each recipient's outcome.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,5 +36,5 @@ if ! usable .venv-demo/bin/python; then
     "$python" -m venv --clear .venv-demo
 fi
 .venv-demo/bin/python -m pip install -q --upgrade pip
-.venv-demo/bin/python -m pip install -q -e .
+.venv-demo/bin/python -m pip install -q -e ".[demo]"
 exec .venv-demo/bin/python docs/demo.py

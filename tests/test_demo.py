@@ -9,18 +9,20 @@ from pathlib import Path
 DEMO = Path(__file__).resolve().parent.parent / "docs" / "demo.py"
 
 
-def test_demo_session() -> None:
+def test_demo_sends_through_every_transport() -> None:
     result = subprocess.run(
-        [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=120, check=True
     )
     out = result.stdout
-    # The envelope went out in one write, before any reply.
-    assert "C: DATA\nS: 250 2.1.0 sender ok" in out
-    assert "RecipientRefused(recipient='nobody@example.net'" in out
-    # The bare-LF dot line was stuffed and the message ended only at the real dot.
-    assert "C: ..\nC: not the end\nC: .\n" in out
-    assert "C: BDAT 17 LAST" in out
-    assert out.count("MessageAccepted") == 2
-    assert out.rstrip().endswith(
-        "ConnectionClosed(delivery=<DeliveryStatus.NO_TRANSACTION: 'no-transaction'>)"
-    )
+    for transport in ("sync", "asyncio", "trio"):
+        assert f"smtp_proto.transports.{transport})" in out
+    # STARTTLS, then AUTH with the password never shown.
+    assert out.count("C: STARTTLS") == 3
+    assert out.count("C: AUTH PLAIN [redacted]") == 3
+    assert "correct horse" not in out + result.stderr
+    # One refused recipient does not stop the others.
+    assert out.count("nobody@example.net     refused") == 3
+    assert out.count("carol@example.net      delivered") == 3
+    assert out.count("outcome: accepted") == 3
+    assert "The server received 3 messages." in out
+    assert "Traceback" not in result.stderr
