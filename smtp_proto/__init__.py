@@ -81,6 +81,7 @@ from ._sasl import (
 )
 from ._state import Command, State
 from ._transaction import (
+    DEFAULT_CHUNK_SIZE,
     MailTransaction,
     MessageOutcome,
     Recipient,
@@ -89,6 +90,7 @@ from ._transaction import (
 )
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
     "MAX_SCRAM_ITERATIONS",
     "NEED_DATA",
     "PAUSED",

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from ._connection import ClientConnection
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
     "MailTransaction",
     "MessageOutcome",
     "Recipient",

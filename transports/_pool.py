@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeAlias, TypedDict, TypeVar
 
 from smtp_proto import (
+    DEFAULT_CHUNK_SIZE,
     Body,
     ClientConnection,
     ConnectionLost,
@@ -71,7 +72,6 @@ from smtp_proto import (
     send_transaction,
     settle,
 )
-from smtp_proto._transaction import DEFAULT_CHUNK_SIZE
 
 if TYPE_CHECKING:
     from email.message import Message

@@ -73,6 +73,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from smtp_proto import (
+    DEFAULT_CHUNK_SIZE,
     Body,
     ClientConnection,
     ConnectionLost,
@@ -118,7 +119,6 @@ from smtp_proto import (
     settle,
     xtext_decode,
 )
-from smtp_proto._transaction import DEFAULT_CHUNK_SIZE
 
 from ._pool import (
     CAN_QUIT_STATES,
