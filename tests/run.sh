@@ -90,7 +90,7 @@ for python in "${pythons[@]}"; do
         "$python" -m venv --clear "$venv"
     fi
     "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q -e ".[test,lint]"
+    "$venv/bin/python" -m pip install -q -e ".[test,lint,docs]"
 
     header "Python $version: pytest with branch coverage (100% required)"
     status=0
