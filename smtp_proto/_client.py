@@ -79,12 +79,16 @@ class TlsPolicy(enum.Enum):
 @final
 @dataclass(frozen=True, slots=True)
 class Write:
+    """Write all of :attr:`data` to the peer."""
+
     data: bytes
 
 
 @final
 @dataclass(frozen=True, slots=True)
 class Read:
+    """Read some bytes from the peer (``b""`` when it closed)."""
+
     #: Seconds the whole awaited reply may take, as published by the engine.
     timeout: float | None
     #: True when this read starts the wait for a reply: the transport sets its deadline
@@ -97,13 +101,13 @@ class Read:
 @final
 @dataclass(frozen=True, slots=True)
 class StartTls:
-    pass
+    """Do the TLS handshake now, verifying the host the caller configured."""
 
 
 @final
 @dataclass(frozen=True, slots=True)
 class NeedBody:
-    pass
+    """Supply the next chunk of message content (``None`` once it is all sent)."""
 
 
 IORequest: TypeAlias = Write | Read | StartTls | NeedBody

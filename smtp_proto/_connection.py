@@ -23,7 +23,7 @@ import functools
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, Final, NoReturn, ParamSpec, TypeVar
 
 from ._commands import format_command, format_hello, format_mail, format_rcpt
 from ._data import DataWriter
@@ -94,6 +94,13 @@ _RESERVED_VERBS = frozenset(
     | {"NOOP", "VRFY", "EXPN", "HELP", "AUTH"}
 )
 
+# RFC 6531 section 3.2: a non-ASCII address may only go in a transaction whose MAIL carries
+# SMTPUTF8. encode_address() turns a non-ASCII domain into an A-label instead.
+_NEEDS_SMTPUTF8 = (
+    "a non-ASCII address needs MAIL's SMTPUTF8 parameter (RFC 6531 section 3.2); "
+    "see encode_address() for internationalised domains"
+)
+
 # RFC 5321 section 4.1.4: a server that does not know EHLO answers 500 or 502, and the client
 # may then fall back to HELO.
 _EHLO_UNKNOWN = frozenset({500, 502})
@@ -101,11 +108,13 @@ _EHLO_UNKNOWN = frozenset({500, 502})
 
 class _Transaction:
     # One mail transaction's bookkeeping, shared by the commands that belong to it.
-    __slots__ = ("accepted", "message_failed", "owner")
+    __slots__ = ("accepted", "message_failed", "owner", "utf8")
 
-    def __init__(self, owner: MailTransaction | None) -> None:
+    def __init__(self, owner: MailTransaction | None, utf8: bool) -> None:
         self.accepted: list[str] = []
         self.message_failed = False
+        # Whether MAIL carried SMTPUTF8, which non-ASCII recipients need (RFC 6531).
+        self.utf8 = utf8
         # The MailTransaction that sent it, which is told of every reply to it.
         self.owner = owner
 
@@ -216,6 +225,7 @@ class ClientConnection:
         # The most recent transaction started, even once it has ended.
         self._last_transaction: _Transaction | None = None
         self._new_owner: MailTransaction | None = None
+        self._new_utf8 = False
         self._data_writer: DataWriter | None = None
         self._end_of_stream = False
         self._closed: ConnectionClosed | None = None
@@ -253,10 +263,12 @@ class ClientConnection:
 
     @property
     def limits(self) -> Limits:
+        """The bounds this connection enforces."""
         return self._limits
 
     @property
     def timeouts(self) -> Timeouts:
+        """The reply timeouts this connection publishes through :attr:`timeout`."""
         return self._timeouts
 
     @property
@@ -373,6 +385,8 @@ class ClientConnection:
         """Send ``RCPT TO:<recipient>`` with optional ESMTP parameters."""
         parameters = parameters or {}
         line = format_rcpt(recipient, parameters, max_line_length=self._line_limit(parameters))
+        if not recipient.isascii() and self._transaction is not None and not self._transaction.utf8:
+            raise ValueError(_NEEDS_SMTPUTF8)
         self._send(Command.RCPT, recipient, line)
 
     @_poisons
@@ -652,9 +666,20 @@ class ClientConnection:
         if self._require_tls and not self._tls_active:
             raise LocalProtocolError("TLS is required before a mail transaction can start")
         line = format_mail(sender, parameters, max_line_length=self._line_limit(parameters))
+        utf8 = any(keyword.upper() == "SMTPUTF8" for keyword in parameters)
+        if not sender.isascii() and not utf8:
+            raise ValueError(_NEEDS_SMTPUTF8)
         new_state = self._check_send(Command.MAIL)
         self._new_owner = owner
+        self._new_utf8 = utf8
         self._push(Command.MAIL, sender, line, new_state)
+
+    def _abandon(self, message: str) -> NoReturn:
+        # The transaction found, in the middle of the content, that it cannot go on: the
+        # content cannot be taken back, so the connection is poisoned.
+        self._poisoned_by = LocalProtocolError
+        self._state = State.ERROR
+        raise LocalProtocolError(message)
 
     def _may_send_bdat(self) -> bool:
         return self._send_refusal(Command.BDAT) is None
@@ -676,7 +701,9 @@ class ClientConnection:
         log: str | None = None,
     ) -> None:
         if command is Command.MAIL:
-            self._transaction = self._last_transaction = _Transaction(self._new_owner)
+            self._transaction = self._last_transaction = _Transaction(
+                self._new_owner, self._new_utf8
+            )
             self._new_owner = None
         transaction = self._transaction if command in TRANSACTION_COMMANDS else None
         self._pending.append(_Pending(command, argument, transaction))

@@ -134,6 +134,7 @@ class Greeting(Event):
 
     @property
     def accepted(self) -> bool:
+        """Whether the server will serve this session (a 2xx greeting)."""
         return self.reply.is_positive
 
 

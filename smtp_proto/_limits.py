@@ -87,10 +87,10 @@ class Timeouts:
     mail: float = 300.0
     #: Section 4.5.3.2.3, the reply to RCPT: 5 minutes.
     rcpt: float = 300.0
-    #: Section 4.5.3.2.4, the 354 to DATA (and the reply to each non-final BDAT chunk): 2
-    #: minutes.
+    #: Section 4.5.3.2.4, the 354 to DATA: 2 minutes.
     data_initiation: float = 120.0
-    #: Section 4.5.3.2.5, sending each block of message data: 3 minutes.
+    #: Section 4.5.3.2.5, sending each block of message data: 3 minutes. Also the wait for
+    #: the reply to each BDAT chunk but the last, which answers a block of data.
     data_block: float = 180.0
     #: Section 4.5.3.2.6, the reply to the final dot or BDAT LAST: 10 minutes, since the
     #: server may deliver or scan the message before answering.

@@ -155,14 +155,17 @@ class TransactionResult:
 
     @property
     def accepted_recipients(self) -> tuple[RecipientResult, ...]:
+        """The recipients the server accepted at RCPT."""
         return tuple(r for r in self.recipients if r.accepted)
 
     @property
     def refused_recipients(self) -> tuple[RecipientResult, ...]:
+        """The recipients the server refused at RCPT (or never answered)."""
         return tuple(r for r in self.recipients if not r.accepted)
 
     @property
     def delivered_recipients(self) -> tuple[RecipientResult, ...]:
+        """The recipients for whom the server took the message."""
         return tuple(r for r in self.recipients if r.delivered)
 
 
@@ -390,9 +393,10 @@ class MailTransaction:
         if not self.body_wanted:
             raise LocalProtocolError("no message content is wanted now (see body_wanted)")
         if self._body_type is Body.SEVEN_BIT and not bytes(chunk).isascii():
-            # The server was promised 7-bit content and cannot take 8-bit: stopping the
-            # message now is all that is left (RFC 6152 section 3).
-            raise LocalProtocolError("8-bit content, but the server does not offer 8BITMIME")
+            # The server was promised 7-bit content and cannot take 8-bit: part of the
+            # message is on the wire, so stopping the connection is all that is left
+            # (RFC 6152 section 3).
+            self._connection._abandon("8-bit content, but the server does not offer 8BITMIME")
         if not self._use_bdat:
             self._connection.send_data(chunk)
             return

@@ -1044,3 +1044,18 @@ def test_the_debug_log_summarises_content() -> None:
     data, log = conn.data_to_send_and_log()
     assert data == b"secret\r\n.\r\n"
     assert log == ("[8 octets of message content]", ".")
+
+
+def test_non_ascii_addresses_need_smtputf8() -> None:
+    conn = play([*greeted()]).connection
+    with pytest.raises(ValueError, match="SMTPUTF8"):
+        conn.mail("b\u00fcb@example.net")
+    assert conn.data_to_send() == b""
+    conn.mail("alice@example.org")
+    with pytest.raises(ValueError, match="SMTPUTF8"):
+        conn.rcpt("b\u00fcb@example.net")
+    assert conn.data_to_send() == b"MAIL FROM:<alice@example.org>\r\n"
+    conn.rset()
+    conn.mail("b\u00fcb@example.net", {"SMTPUTF8": None})
+    conn.rcpt("j\u00f6rg@example.net")
+    assert "j\u00f6rg".encode() in conn.data_to_send()

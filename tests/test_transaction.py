@@ -282,6 +282,10 @@ def test_eight_bit_chunk_to_a_seven_bit_server_stops_the_message() -> None:
     tx = conn.send_message("a@example.org", ["b@example.org"], [b"ascii\r\n", b"caf\xc3\xa9\r\n"])
     with pytest.raises(LocalProtocolError, match="8BITMIME"):
         pump(conn, server, events, tx)
+    # Half the message is on the wire and DATA cannot be taken back: the connection is done.
+    assert conn.state.name == "ERROR"
+    with pytest.raises(LocalProtocolError, match="unusable"):
+        conn.noop()
 
 
 def test_internationalised_addresses() -> None:
