@@ -90,7 +90,7 @@ class FakeServer:
     order, ``554`` for DATA without an accepted recipient); RSET and NOOP ``250``, VRFY
     ``252``, HELP ``214``, QUIT ``221``; STARTTLS ``220`` when announced; anything else,
     AUTH included, ``502``. Script a one-step AUTH (a mechanism with an initial response,
-    such as PLAIN) with ``reply_to("AUTH", b"235 2.7.0 ok\r\n")`` or ``b"535 ..."``.
+    such as PLAIN) with ``reply_to("AUTH", b"235 2.7.0 ok\\r\\n")`` or ``b"535 ..."``.
 
     The rules (:meth:`refuse_sender`, :meth:`refuse_recipient`, :meth:`refuse_delivery`,
     :meth:`reply_to`, :meth:`close_after`, :meth:`stall_after`) name commands by their verb
@@ -155,28 +155,34 @@ class FakeServer:
     def refuse_sender(
         self, address: str | None = None, *, code: int = 550, text: str = "5.7.1 sender refused"
     ) -> None:
-        """Refuse ``MAIL FROM:<address>`` with *code* (any sender when *address* is None)::
+        """Refuse ``MAIL FROM:<address>`` with *code* (any sender when *address* is None).
 
-        fake.refuse_sender(code=451, text="4.3.0 try again later")
+        For example::
+
+            fake.refuse_sender(code=451, text="4.3.0 try again later")
         """
         self._refused_senders[address] = _reply(code, text)
 
     def refuse_recipient(
         self, address: str, *, code: int = 550, text: str = "5.1.1 no such user"
     ) -> None:
-        """Refuse ``RCPT TO:<address>`` with *code*; other recipients are accepted::
+        """Refuse ``RCPT TO:<address>`` with *code*; other recipients are accepted.
 
-        fake.refuse_recipient("nobody@example.com", code=450, text="4.2.1 mailbox busy")
+        For example::
+
+            fake.refuse_recipient("nobody@example.com", code=450, text="4.2.1 mailbox busy")
         """
         self._refused_recipients[address] = _reply(code, text)
 
     def refuse_delivery(
         self, address: str, *, code: int = 550, text: str = "5.2.2 mailbox full"
     ) -> None:
-        """LMTP: accept *address* at RCPT but refuse the message for it after the content::
+        """LMTP: accept *address* at RCPT but refuse the message for it after the content.
 
-        fake = FakeServer(lmtp=True)
-        fake.refuse_delivery("full@example.com", code=452, text="4.2.2 over quota")
+        For example::
+
+            fake = FakeServer(lmtp=True)
+            fake.refuse_delivery("full@example.com", code=452, text="4.2.2 over quota")
         """
         self._refused_deliveries[address] = _reply(code, text)
 
