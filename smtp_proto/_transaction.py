@@ -377,8 +377,10 @@ class MailTransaction:
             self._offset += len(piece)
             if piece:
                 self.feed_body(piece)
-            else:
-                self.end_body()
+                # The end goes with the last piece when it may, saving a write.
+                if self._offset < len(self._data) or not self.body_wanted:
+                    return
+            self.end_body()
             return
         if self._source is None:
             raise LocalProtocolError("no content was given: use feed_body() and end_body()")
