@@ -55,6 +55,8 @@ def check(data: bytes) -> None:
 def main() -> None:  # pragma: no cover - needs atheris
     import atheris  # noqa: PLC0415 - only the fuzzing run needs it
 
+    # Coverage feedback needs the engine's bytecode instrumented; it is already imported.
+    atheris.instrument_all()
     atheris.Setup(sys.argv, check)
     atheris.Fuzz()
 

@@ -166,8 +166,7 @@ def _poisons(
         try:
             return method(self, *args, **kwargs)
         except ProtocolError as exc:
-            self._poisoned_by = type(exc)
-            self._state = State.ERROR
+            self._poison(type(exc))
             raise
 
     return guarded
@@ -226,6 +225,7 @@ class ClientConnection:
         self._last_transaction: _Transaction | None = None
         self._new_owner: MailTransaction | None = None
         self._new_utf8 = False
+        self._rset_deferred = False
         self._data_writer: DataWriter | None = None
         self._end_of_stream = False
         self._closed: ConnectionClosed | None = None
@@ -280,7 +280,11 @@ class ClientConnection:
     def can_start_transaction(self) -> bool:
         """Whether MAIL (or :meth:`send_message`) may be sent now: the session is ready and
         either nothing awaits a reply or the server allows pipelining past what does."""
-        return self._state is State.READY and self._send_refusal(Command.MAIL) is None
+        return (
+            self._state is State.READY
+            and self._send_refusal(Command.MAIL) is None
+            and not (self._require_tls and not self._tls_active)
+        )
 
     @property
     def commands_in_flight(self) -> int:
@@ -349,6 +353,9 @@ class ClientConnection:
                 # A partial reply cut off by the close is meaningless and dropped.
                 return self._close() if self._end_of_stream else NEED_DATA
             event = self._on_reply(reply)
+            if self._rset_deferred and self._may_send(Command.RSET):
+                self._rset_deferred = False
+                self._send(Command.RSET, "", b"RSET\r\n")
             if event is not None:
                 return event
 
@@ -677,12 +684,29 @@ class ClientConnection:
     def _abandon(self, message: str) -> NoReturn:
         # The transaction found, in the middle of the content, that it cannot go on: the
         # content cannot be taken back, so the connection is poisoned.
-        self._poisoned_by = LocalProtocolError
-        self._state = State.ERROR
+        self._poison(LocalProtocolError)
         raise LocalProtocolError(message)
 
-    def _may_send_bdat(self) -> bool:
-        return self._send_refusal(Command.BDAT) is None
+    def _poison(self, error: type[ProtocolError]) -> None:
+        # Nothing is written after a protocol error, not even what the engine wrote by
+        # itself earlier in the same call (the HELO fallback, an AUTH response): however
+        # the bytes arrived, whole or one at a time, the connection ends the same way.
+        self._poisoned_by = error
+        self._state = State.ERROR
+        self._outbox.clear()
+        self._outbox_log.clear()
+
+    def _may_send(self, command: Command) -> bool:
+        return self._send_refusal(command) is None
+
+    def _reset_soon(self) -> None:
+        # RSET for a failed MailTransaction. The caller may have pipelined a command that
+        # must be answered before anything else is sent (a NOOP, say); the RSET then goes
+        # as soon as the session allows, rather than breaking the pipelining rules.
+        if self._may_send(Command.RSET):
+            self._send(Command.RSET, "", b"RSET\r\n")
+        else:
+            self._rset_deferred = True
 
     def _owns_current_transaction(self, owner: MailTransaction) -> bool:
         return self._last_transaction is not None and self._last_transaction.owner is owner
@@ -805,6 +829,11 @@ class ClientConnection:
         build = REPLY_TRANSITIONS[entry.command, kind][0]
         event = build(entry.argument, reply)
         if kind is ReplyClass.POSITIVE:
+            if exchange.cancelled_because is not None:
+                # RFC 4954 section 4: a cancelled exchange is answered with 501.
+                raise RemoteProtocolError(
+                    f"the server accepted AUTH {entry.argument} after the client cancelled it"
+                )
             try:
                 exchange.mechanism.success()
             except SaslError as exc:

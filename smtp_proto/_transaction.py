@@ -53,6 +53,7 @@ from ._events import (
     ServiceClosing,
 )
 from ._message import message_envelope, message_needs_smtputf8, serialize_message
+from ._state import Command
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -318,13 +319,16 @@ class MailTransaction:
         self._data = data
         self._offset = 0
 
+        self._data_sent = False
         connection._begin_transaction(self, wire_sender, parameters)
         if self._pipelining:
-            while self._rcpt_sent < len(self._recipients):
-                self._send_next_rcpt()
-            if not use_bdat:
-                connection.data()
-            elif data is not None and len(data) <= pipeline_content_up_to:
+            self._send_envelope()
+            if (
+                use_bdat
+                and self._rcpt_sent == len(self._recipients)
+                and data is not None
+                and len(data) <= pipeline_content_up_to
+            ):
                 # A small message costs less to send than a round trip to wait for.
                 self._content_started = True
                 while self.body_wanted:
@@ -366,7 +370,7 @@ class MailTransaction:
         if not self._use_bdat:
             return True
         # BDAT: one more chunk may go if the connection lets another command go now.
-        return self._connection._may_send_bdat()
+        return self._connection._may_send(Command.BDAT)
 
     # -- message content ------------------------------------------------------------------
 
@@ -429,7 +433,9 @@ class MailTransaction:
             return  # replies still in flight after the outcome (pipelined chunks) change nothing
         if isinstance(event, SenderAccepted):
             self._sender_reply = event.reply
-            if not self._pipelining:
+            if self._pipelining:
+                self._send_envelope()
+            else:
                 self._send_next_rcpt()
         elif isinstance(event, SenderRefused):
             self._sender_reply = event.reply
@@ -438,6 +444,8 @@ class MailTransaction:
         elif isinstance(event, (RecipientAccepted, RecipientRefused)):
             self._recipient_replies[self._rcpt_answered] = event.reply
             self._rcpt_answered += 1
+            if self._pipelining:
+                self._send_envelope()
             if self._rcpt_answered == len(self._recipients):
                 self._after_recipients()
             elif not self._pipelining:
@@ -515,6 +523,21 @@ class MailTransaction:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _send_envelope(self) -> None:
+        # With PIPELINING, as much of the envelope as the connection lets go now: every
+        # RCPT, then DATA, within Limits.max_commands_in_flight; the rest follows as
+        # replies make room.
+        while self._rcpt_sent < len(self._recipients) and self._connection._may_send(Command.RCPT):
+            self._send_next_rcpt()
+        if (
+            not self._use_bdat
+            and not self._data_sent
+            and self._rcpt_sent == len(self._recipients)
+            and self._connection._may_send(Command.DATA)
+        ):
+            self._data_sent = True
+            self._connection.data()
+
     def _send_next_rcpt(self) -> None:
         index = self._rcpt_sent
         parameters = self._rcpt_parameters[index]
@@ -540,7 +563,7 @@ class MailTransaction:
             and self._sender_reply.is_positive
             and self._connection._owns_current_transaction(self)
         ):
-            self._connection.rset()
+            self._connection._reset_soon()
 
     def _finish(self, outcome: MessageOutcome) -> None:
         self._outcome = outcome

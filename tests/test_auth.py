@@ -315,3 +315,13 @@ def test_login_without_a_common_mechanism_or_without_tls() -> None:
     with pytest.raises(InsecureAuthenticationError):
         conn.login("alice", "s3cret")
     assert conn.data_to_send() == b""
+
+
+def test_success_after_a_cancelled_exchange_is_a_protocol_error() -> None:
+    # RFC 4954 section 4: the server answers "*" with 501; a 235 would make the client
+    # believe in a session it gave up on. Found by fuzz/fuzz_ehlo_auth.py.
+    with pytest.raises(RemoteProtocolError, match="after the client cancelled"):
+        play(
+            [*ready(), lambda c: c.auth(Login("a", "b")), b"334 %%%\r\n", b"235 ok\r\n"],
+            tls_active=True,
+        )

@@ -243,9 +243,10 @@ def test_commands_in_flight_are_bounded() -> None:
     conn.mail("a@example.org")
     conn.rcpt("b@example.org")
     conn.rcpt("c@example.org")
+    assert conn.data_to_send().count(b"\r\n") == 3
     with pytest.raises(LocalProtocolError, match="max_commands_in_flight"):
         conn.rcpt("d@example.org")
-    assert conn.data_to_send().count(b"\r\n") == 3
+    assert conn.data_to_send() == b""  # nothing more is written after the error
 
 
 def test_refused_sender_with_pipelined_envelope() -> None:
