@@ -80,7 +80,7 @@ def _require_str(value: object, what: str) -> str:
     return value
 
 
-def check_text(value: str, what: str) -> str:
+def check_text(value: object, what: str) -> str:
     """Return *value* if it holds no character that must never reach the wire.
 
     Refuses C0 controls (U+0000 to U+001F, which include CR, LF, NUL and TAB), DEL (U+007F),
@@ -91,14 +91,14 @@ def check_text(value: str, what: str) -> str:
     :raises TypeError: *value* is not a ``str``.
     :raises ValueError: *value* holds such a character.
     """
-    _require_str(value, what)
-    found = _FORBIDDEN.search(value)
+    text = _require_str(value, what)
+    found = _FORBIDDEN.search(text)
     if found is not None:
         kind = "a lone surrogate" if found.group() >= "\ud800" else "a control character"
         raise ValueError(
             f"{what} contains {kind}, U+{ord(found.group()):04X}, at index {found.start()}"
         )
-    return value
+    return text
 
 
 def _finish(line: str, verb: str, max_line_length: int) -> bytes:
@@ -117,7 +117,7 @@ def _finish(line: str, verb: str, max_line_length: int) -> bytes:
 
 
 def _check_address(value: object, what: str) -> str:
-    address = check_text(_require_str(value, what), what)
+    address = check_text(value, what)
     if _ADDRESS.fullmatch(address) is None:
         raise ValueError(
             f"{what} {_excerpt(address)} contains '<', '>' or a space outside a quoted local part"
@@ -128,8 +128,11 @@ def _check_address(value: object, what: str) -> str:
 def _format_parameters(parameters: Mapping[str, str | None]) -> str:
     """The ESMTP parameters of MAIL or RCPT (RFC 5321 section 4.1.2, Mail-parameters and
     Rcpt-parameters), each preceded by its SP, in the mapping's order."""
-    if not isinstance(parameters, Mapping):
+    # The exact-type test first: isinstance against an ABC is slow, and this runs per command.
+    if type(parameters) is not dict and not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a mapping, not {type(parameters).__name__}")
+    if not parameters:
+        return ""
     words: list[str] = []
     seen: set[str] = set()
     for keyword, value in parameters.items():

@@ -218,7 +218,7 @@ class ClientConnection:
         self._outbox: list[bytes] = []
         # What the outbox holds, line by line, fit for a debug log: secrets redacted and
         # message content summarised.
-        self._outbox_log: list[str] = []
+        self._outbox_log: list[str | None] = []
         self._features: EhloFeatures | None = None
         self._transaction: _Transaction | None = None
         # The most recent transaction started, even once it has ended.
@@ -308,7 +308,13 @@ class ClientConnection:
         """Like :meth:`data_to_send`, and also what those bytes say, one entry per command
         line, for a debug log: AUTH credentials appear as ``[redacted]`` and message content
         as its size only, so the log never holds a secret or a message."""
-        log = tuple(self._outbox_log)
+        # A command's log line is its own text, decoded only here: most callers never ask.
+        log = tuple(
+            data.decode("utf-8", "backslashreplace").removesuffix("\r\n")
+            if entry is None
+            else entry
+            for data, entry in zip(self._outbox, self._outbox_log, strict=True)
+        )
         return self.data_to_send(), log
 
     def data_to_send(self) -> bytes:
@@ -392,9 +398,7 @@ class ClientConnection:
         """Send ``RCPT TO:<recipient>`` with optional ESMTP parameters."""
         parameters = parameters or {}
         line = format_rcpt(recipient, parameters, max_line_length=self._line_limit(parameters))
-        if not recipient.isascii() and self._transaction is not None and not self._transaction.utf8:
-            raise ValueError(_NEEDS_SMTPUTF8)
-        self._send(Command.RCPT, recipient, line)
+        self._send_rcpt(recipient, line)
 
     @_poisons
     def data(self) -> None:
@@ -668,11 +672,17 @@ class ClientConnection:
     # -- for MailTransaction ---------------------------------------------------------------
 
     def _begin_transaction(
-        self, owner: MailTransaction | None, sender: str, parameters: Mapping[str, str | None]
+        self,
+        owner: MailTransaction | None,
+        sender: str,
+        parameters: Mapping[str, str | None],
+        line: bytes | None = None,
     ) -> None:
+        # *line* is the MAIL line when the caller has formatted (and so checked) it already.
         if self._require_tls and not self._tls_active:
             raise LocalProtocolError("TLS is required before a mail transaction can start")
-        line = format_mail(sender, parameters, max_line_length=self._line_limit(parameters))
+        if line is None:
+            line = format_mail(sender, parameters, max_line_length=self._line_limit(parameters))
         utf8 = any(keyword.upper() == "SMTPUTF8" for keyword in parameters)
         if not sender.isascii() and not utf8:
             raise ValueError(_NEEDS_SMTPUTF8)
@@ -680,6 +690,12 @@ class ClientConnection:
         self._new_owner = owner
         self._new_utf8 = utf8
         self._push(Command.MAIL, sender, line, new_state)
+
+    def _send_rcpt(self, recipient: str, line: bytes) -> None:
+        # *line* was made by format_rcpt, which checked it.
+        if not recipient.isascii() and self._transaction is not None and not self._transaction.utf8:
+            raise ValueError(_NEEDS_SMTPUTF8)
+        self._send(Command.RCPT, recipient, line)
 
     def _abandon(self, message: str) -> NoReturn:
         # The transaction found, in the middle of the content, that it cannot go on: the
@@ -739,9 +755,8 @@ class ClientConnection:
         self._set_state(new_state)
 
     def _write(self, data: bytes, log: str | None = None) -> None:
+        # *log* None: the line is its own log entry (see data_to_send_and_log).
         self._outbox.append(data)
-        if log is None:
-            log = data.decode("utf-8", "backslashreplace").removesuffix("\r\n")
         self._outbox_log.append(log)
 
     def _set_state(self, state: State) -> None:

@@ -581,7 +581,8 @@ def line_allowance(parameters: Mapping[str, str | None]) -> int:
 
     :raises TypeError: *parameters* is not a mapping, or a keyword is not a ``str``.
     """
-    if not isinstance(parameters, Mapping):
+    # The exact-type test first: isinstance against an ABC is slow, and this runs per command.
+    if type(parameters) is not dict and not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a mapping, not {type(parameters).__name__}")
     total = 0
     for keyword, value in parameters.items():

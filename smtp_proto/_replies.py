@@ -37,6 +37,15 @@ _REPLY_LINE = re.compile(rb"([2-5][0-5][0-9])(?:([ -])([^\x00-\x08\x0a-\x1f\x7f]
 _ENHANCED_STATUS = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?=[ \t]|\Z)")
 
 
+# Servers repeat themselves: "250 2.1.5 Ok" answers every recipient, "354 ..." every DATA.
+# Each reader keeps the replies it parsed from single short lines, keyed by their raw
+# octets, and returns the same immutable Reply when those octets come again, skipping the
+# parse. Bounded in entries and in the length of a line kept (RFC 5321 section 4.5.3.1.5's
+# 512 octets), so a server sending endless distinct replies costs at most this much memory.
+_REPLY_CACHE_ENTRIES = 32
+_REPLY_CACHE_LINE_LENGTH = 512
+
+
 def parse_enhanced_status(code: int, text: str) -> EnhancedStatusCode | None:
     """The enhanced status code at the start of *text*, if any and if it agrees with *code*.
 
@@ -57,6 +66,7 @@ class ReplyReader:
 
     __slots__ = (
         "_buffer",
+        "_cache",
         "_code",
         "_limits",
         "_lines",
@@ -76,6 +86,7 @@ class ReplyReader:
         self._lines: list[str] = []
         self._raw: list[bytes] = []
         self._reply_size = 0
+        self._cache: dict[bytes, Reply] = {}
         #: Octets searched for line ends so far. It exists so that tests can prove the work
         #: done is linear in the input, by counting rather than by timing.
         self.bytes_examined = 0
@@ -148,6 +159,8 @@ class ReplyReader:
         return line
 
     def _add_line(self, raw_line: bytes) -> Reply | None:
+        if self._code is None and (cached := self._cache.get(raw_line)) is not None:
+            return cached
         match = _REPLY_LINE.fullmatch(raw_line, 0, len(raw_line) - 2)
         if match is None:
             raise RemoteProtocolError(f"malformed reply line {_excerpt(raw_line)}")
@@ -179,6 +192,10 @@ class ReplyReader:
             enhanced_status=parse_enhanced_status(code, lines[0]),
             raw=b"".join(self._raw),
         )
+        if len(self._raw) == 1 and len(raw_line) <= _REPLY_CACHE_LINE_LENGTH:
+            if len(self._cache) >= _REPLY_CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[raw_line] = reply
         self._reset_reply()
         return reply
 

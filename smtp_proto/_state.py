@@ -77,6 +77,11 @@ class State(enum.Enum):
     #: A protocol error poisoned the connection.
     ERROR = "ERROR"
 
+    # Members are singletons compared by identity, so identity hashing is correct, and it
+    # runs in C: Enum's own __hash__ is Python code, and the transition tables are looked
+    # up several times per command.
+    __hash__ = object.__hash__
+
 
 class Command(enum.Enum):
     """What a line (or block) the client sends is, as far as sequencing is concerned."""
@@ -107,6 +112,8 @@ class Command(enum.Enum):
     #: Any other (extension) command, sent with ClientConnection.send_command().
     OTHER = "other"
 
+    __hash__ = object.__hash__  # see State
+
 
 class ReplyClass(enum.Enum):
     """The first digit of a reply code, which is what decisions are made on."""
@@ -115,13 +122,20 @@ class ReplyClass(enum.Enum):
     INTERMEDIATE = 3
     NEGATIVE = 4  # 4xx and 5xx alike: both mean "this command failed"
 
+    __hash__ = object.__hash__  # see State
+
+
+_CLASS_OF_FIRST_DIGIT = {
+    2: ReplyClass.POSITIVE,
+    3: ReplyClass.INTERMEDIATE,
+    4: ReplyClass.NEGATIVE,
+    5: ReplyClass.NEGATIVE,
+}
+
 
 def reply_class(reply: Reply) -> ReplyClass:
-    if reply.is_positive:
-        return ReplyClass.POSITIVE
-    if reply.is_intermediate:
-        return ReplyClass.INTERMEDIATE
-    return ReplyClass.NEGATIVE
+    # Reply guarantees a code from 200 to 599.
+    return _CLASS_OF_FIRST_DIGIT[reply.code // 100]
 
 
 S = State

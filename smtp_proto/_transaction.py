@@ -235,9 +235,9 @@ class MailTransaction:
             raise ValueError("a sender is needed (or an email message to take it from)")
         if not recipients:
             raise ValueError("at least one recipient is needed")
-        self._recipients = [
-            r if isinstance(r, Recipient) else Recipient(address=r) for r in recipients
-        ]
+        # Plain addresses stay str: making a Recipient of each would cost more than the
+        # rest of the envelope.
+        self._recipients = list(recipients)
 
         use_bdat = features.chunking
         if body_type is None:
@@ -260,7 +260,7 @@ class MailTransaction:
         needs_utf8 = sender_needs_utf8 or bool(smtputf8)
         for recipient in self._recipients:
             wire, recipient_needs_utf8 = encode_address(
-                recipient.address, smtputf8_offered=features.smtputf8
+                _address(recipient), smtputf8_offered=features.smtputf8
             )
             wire_recipients.append(wire)
             needs_utf8 = needs_utf8 or recipient_needs_utf8
@@ -278,23 +278,30 @@ class MailTransaction:
         limit = connection.limits.max_command_line_length
         # Every line is formatted (and so checked) before the first is sent: a bad
         # recipient must not leave half a transaction on the wire.
-        format_mail(wire_sender, parameters, max_line_length=limit + line_allowance(parameters))
-        rcpt_parameter_sets = []
+        mail_line = format_mail(
+            wire_sender, parameters, max_line_length=limit + line_allowance(parameters)
+        )
+        rcpt_lines = []
         for recipient, wire in zip(self._recipients, wire_recipients, strict=True):
-            recipient_parameters = rcpt_parameters(
-                features,
-                notify=recipient.notify,
-                orcpt=recipient.original_recipient,
-                extra=recipient.parameters,
+            recipient_parameters = (
+                rcpt_parameters(
+                    features,
+                    notify=recipient.notify,
+                    orcpt=recipient.original_recipient,
+                    extra=recipient.parameters,
+                )
+                if isinstance(recipient, Recipient)
+                else {}
             )
-            format_rcpt(
-                wire,
-                recipient_parameters,
-                max_line_length=limit + line_allowance(recipient_parameters),
+            rcpt_lines.append(
+                format_rcpt(
+                    wire,
+                    recipient_parameters,
+                    max_line_length=limit + line_allowance(recipient_parameters),
+                )
             )
-            rcpt_parameter_sets.append(recipient_parameters)
         self._wire_recipients = wire_recipients
-        self._rcpt_parameters = rcpt_parameter_sets
+        self._rcpt_lines = rcpt_lines
         self._use_bdat = use_bdat
         self._pipelining = connection.pipelining
 
@@ -304,6 +311,7 @@ class MailTransaction:
         self._message_replies: list[Reply | None] = [None] * len(self._recipients)
         self._rcpt_sent = 0
         self._rcpt_answered = 0
+        self._accepted_count = 0  # RCPTs answered with 2xx
         self._message_reply: Reply | None = None
         self._outcome: MessageOutcome | None = None
         self._content_started = False  # DATA's 354 came, or BDAT may flow
@@ -320,7 +328,7 @@ class MailTransaction:
         self._offset = 0
 
         self._data_sent = False
-        connection._begin_transaction(self, wire_sender, parameters)
+        connection._begin_transaction(self, wire_sender, parameters, mail_line)
         if self._pipelining:
             self._send_envelope()
             if (
@@ -350,7 +358,7 @@ class MailTransaction:
             outcome=self._outcome,
             sender_reply=self._sender_reply,
             recipients=tuple(
-                RecipientResult(address=r.address, reply=reply, message_reply=message_reply)
+                RecipientResult(address=_address(r), reply=reply, message_reply=message_reply)
                 for r, reply, message_reply in zip(
                     self._recipients,
                     self._recipient_replies,
@@ -443,6 +451,8 @@ class MailTransaction:
                 self._finish(MessageOutcome.REJECTED)
         elif isinstance(event, (RecipientAccepted, RecipientRefused)):
             self._recipient_replies[self._rcpt_answered] = event.reply
+            if event.reply.is_positive:
+                self._accepted_count += 1
             self._rcpt_answered += 1
             if self._pipelining:
                 self._send_envelope()
@@ -540,8 +550,7 @@ class MailTransaction:
 
     def _send_next_rcpt(self) -> None:
         index = self._rcpt_sent
-        parameters = self._rcpt_parameters[index]
-        self._connection.rcpt(self._wire_recipients[index], parameters)
+        self._connection._send_rcpt(self._wire_recipients[index], self._rcpt_lines[index])
         self._rcpt_sent += 1
 
     def _record_message_reply(self, reply: Reply) -> None:
@@ -552,7 +561,7 @@ class MailTransaction:
                 self._message_replies[index] = reply
 
     def _any_accepted(self) -> bool:
-        return any(reply is not None and reply.is_positive for reply in self._recipient_replies)
+        return self._accepted_count > 0
 
     def _reset_if_needed(self) -> None:
         # The server still holds a transaction if it accepted MAIL and the transaction did

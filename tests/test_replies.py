@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtp_proto import EnhancedStatusCode, Limits, RemoteProtocolError, Reply
+from smtp_proto import EnhancedStatusCode, Limits, RemoteProtocolError, Reply, _replies
 from smtp_proto._replies import ReplyReader, parse_enhanced_status
 
 
@@ -280,3 +280,43 @@ def test_arbitrary_bytes_give_replies_or_remote_protocol_error(
     except RemoteProtocolError:
         return
     assert b"".join(reply.raw for reply in got) == data[: sum(len(r.raw) for r in got)]
+
+
+def test_a_repeated_reply_is_parsed_once_and_equals_a_fresh_parse() -> None:
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 2.1.5 ok\r\n250 2.1.5 ok\r\n251 2.1.5 ok\r\n")
+    first, second, third = reader.next_reply(), reader.next_reply(), reader.next_reply()
+    # The second is the very object the first parse made; the third differs by one octet
+    # and so is parsed on its own.
+    assert second is first
+    assert first == read_all(b"250 2.1.5 ok\r\n")[0]
+    assert third is not None
+    assert third.code == 251
+    assert third.lines == ("2.1.5 ok",)
+    assert reader.next_reply() is None
+
+
+def test_a_repeated_line_inside_a_multiline_reply_is_not_taken_for_a_whole_reply() -> None:
+    # "250 last" was seen as a reply of its own; as the last line of a multiline reply it
+    # must still end that reply, with every line in it.
+    replies = every_way(b"250 last\r\n250-first\r\n250 last\r\n250 last\r\n")
+    assert [r.lines for r in replies] == [("last",), ("first", "last"), ("last",)]
+    assert replies[1].raw == b"250-first\r\n250 last\r\n"
+
+
+def test_the_reply_cache_is_bounded() -> None:
+    reader = ReplyReader(Limits())
+    distinct = _replies._REPLY_CACHE_ENTRIES * 3 + 1
+    for index in range(distinct):
+        reader.feed(b"250 reply %d\r\n" % index)
+        reply = reader.next_reply()
+        assert reply is not None
+        assert reply.lines == (f"reply {index}",)
+        assert len(reader._cache) <= _replies._REPLY_CACHE_ENTRIES
+    # Long lines and multiline replies are never kept.
+    reader._cache.clear()
+    long_line = b"250 " + b"x" * _replies._REPLY_CACHE_LINE_LENGTH + b"\r\n"
+    reader.feed(long_line + long_line + b"250-a\r\n250 b\r\n")
+    assert reader.next_reply() == reader.next_reply()
+    assert reader.next_reply() is not None
+    assert reader._cache == {}
