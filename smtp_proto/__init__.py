@@ -21,6 +21,7 @@ from ._client import (
     execute,
     open_session,
     send_transaction,
+    send_transactions,
     settle,
 )
 from ._connection import NEED_DATA, PAUSED, ClientConnection, Sentinel
@@ -165,6 +166,7 @@ __all__ = [
     "password_mechanisms",
     "rcpt_parameters",
     "send_transaction",
+    "send_transactions",
     "serialize_message",
     "settle",
     "xtext_decode",

@@ -21,11 +21,13 @@ A transport's runner is then a dozen lines for any backend (see the transports i
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Generator
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, final
 
 from ._connection import NEED_DATA, PAUSED, ClientConnection
+from ._errors import LocalProtocolError
 from ._events import (
     AuthFailed,
     AuthSucceeded,
@@ -38,6 +40,7 @@ from ._events import (
     StartTlsReady,
 )
 from ._sasl import Mechanism
+from ._state import State
 from ._transaction import MailTransaction, TransactionResult
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "execute",
     "open_session",
     "send_transaction",
+    "send_transactions",
     "settle",
 ]
 
@@ -277,6 +281,77 @@ def send_transaction(
     if data:
         yield Write(data)
     return transaction.result
+
+
+def send_transactions(
+    conn: ClientConnection, transactions: Sequence[MailTransaction]
+) -> Generator[IORequest, bytes | None, list[TransactionResult]]:
+    """Send several messages on one connection, each as soon as the session allows, and
+    return their results in the same order.
+
+    The *transactions* come from :meth:`ClientConnection.send_message` with
+    ``start=False``, so every message has been checked before anything is sent. With
+    PIPELINING the next message's envelope goes out with the end of the previous one's
+    content (RFC 2920 section 3.1), so each message costs about one round trip; with
+    CHUNKING too and content sent with the envelope (``pipeline_content_up_to``), several
+    whole messages travel in one write, up to :attr:`Limits.max_commands_in_flight`
+    commands awaiting replies. Without PIPELINING they go one after the other.
+
+    If the session ends (a 421, or the server closing), the messages not yet started get
+    the outcome ``FAILED``: nothing of them was sent.
+    """
+    waiting = deque(transactions)
+    started: deque[MailTransaction] = deque()
+    fresh = True
+    while True:
+        # A message starts when its whole envelope fits within the commands allowed in
+        # flight: started with less room, it would trickle out a command per reply.
+        while (
+            waiting
+            and conn.can_start_transaction
+            and conn.limits.max_commands_in_flight - conn.commands_in_flight
+            >= min(waiting[0]._envelope_commands, conn.limits.max_commands_in_flight)
+        ):
+            transaction = waiting.popleft()
+            transaction.start()
+            started.append(transaction)
+        # Whatever the extensions, only the newest transaction can want content: the next
+        # one cannot start before the previous one's content has ended.
+        if started and started[-1].body_wanted:
+            started[-1].pull_body()
+            continue
+        while started and started[0].done:
+            started.popleft()
+        if not started:
+            if not waiting or conn.state in _ENDED_STATES:
+                break
+            if not conn.commands_in_flight:
+                # Nothing awaited can make room: waiting would hang (TLS required but not
+                # active, say).
+                raise LocalProtocolError(
+                    "a mail transaction cannot start now: wait until can_start_transaction"
+                )
+        event = conn.next_event()
+        if event is NEED_DATA:
+            # Everything received has been answered: write it all at once, then read.
+            data = conn.data_to_send()
+            if data:
+                yield Write(data)
+            received = yield Read(conn.timeout, fresh)
+            fresh = False
+            conn.receive_data(received or b"")
+        else:
+            fresh = True
+    for transaction in waiting:
+        transaction._never_started()
+    data = conn.data_to_send()
+    if data:
+        yield Write(data)
+    return [transaction.result for transaction in transactions]
+
+
+#: States in which no transaction can start again.
+_ENDED_STATES = frozenset({State.CLOSED, State.ERROR, State.QUIT_SENT})
 
 
 def _reply_of(event: Event) -> Reply | None:

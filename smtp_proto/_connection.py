@@ -557,6 +557,7 @@ class ClientConnection:
         mail_options: Mapping[str, str | None] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         pipeline_content_up_to: int = 0,
+        start: bool = True,
     ) -> MailTransaction:
         """Start sending one message; the returned :class:`MailTransaction` reports the
         outcome for the message and for each recipient once :attr:`~MailTransaction.done`.
@@ -584,6 +585,10 @@ class ClientConnection:
             most this many octets with the envelope instead of after the recipients'
             replies; 0 (the default) waits, so no content is sent when every recipient is
             refused.
+        :param start: False to check the message and return its transaction without sending
+            anything; :meth:`MailTransaction.start` sends it later, when
+            :attr:`can_start_transaction` allows. This is how several messages are queued to
+            be pipelined one after another (see :func:`send_transactions`).
 
         Everything is checked before the first command is written: a message the server
         cannot take raises :class:`ServerCapabilityError` and a malformed address or
@@ -603,6 +608,7 @@ class ClientConnection:
             mail_options=mail_options,
             chunk_size=chunk_size,
             pipeline_content_up_to=pipeline_content_up_to,
+            start=start,
         )
 
     def login(self, username: str, password: str, *, allow_without_tls: bool = False) -> Mechanism:

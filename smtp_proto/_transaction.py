@@ -197,11 +197,12 @@ class MailTransaction:
         mail_options: Mapping[str, str | None] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         pipeline_content_up_to: int = 0,
+        start: bool = True,
     ) -> None:
         features = connection.features
         if features is None:
             raise LocalProtocolError("send EHLO (or LHLO) before a mail transaction")
-        if not connection.can_start_transaction:
+        if start and not connection.can_start_transaction:
             raise LocalProtocolError(
                 "a mail transaction cannot start now: wait until can_start_transaction"
             )
@@ -326,16 +327,45 @@ class MailTransaction:
         self._normalizer = None if self._binary or not use_bdat else LineEndingNormalizer()
         self._data = data
         self._offset = 0
-
         self._data_sent = False
-        connection._begin_transaction(self, wire_sender, parameters, mail_line)
+
+        # -- what start() sends --
+        self._features = features
+        self._wire_sender = wire_sender
+        self._mail_parameters = parameters
+        self._mail_line = mail_line
+        self._pipeline_content_up_to = pipeline_content_up_to
+        # MAIL, each RCPT, and DATA or the first BDAT.
+        self._envelope_commands = len(self._recipients) + 2
+        self._started = False
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Send the transaction's first commands. Only for a transaction made with
+        ``start=False`` (see :meth:`ClientConnection.send_message`), once
+        :attr:`ClientConnection.can_start_transaction` is true."""
+        connection = self._connection
+        if self._started or self._outcome is not None:
+            raise LocalProtocolError("the transaction was started already")
+        if connection.features is not self._features:
+            # A new EHLO (after STARTTLS, say) may have taken away what the checks relied on.
+            raise LocalProtocolError("the server's features changed since the message was checked")
+        if not connection.can_start_transaction:
+            raise LocalProtocolError(
+                "a mail transaction cannot start now: wait until can_start_transaction"
+            )
+        self._started = True
+        connection._begin_transaction(
+            self, self._wire_sender, self._mail_parameters, self._mail_line
+        )
         if self._pipelining:
             self._send_envelope()
             if (
-                use_bdat
+                self._use_bdat
                 and self._rcpt_sent == len(self._recipients)
-                and data is not None
-                and len(data) <= pipeline_content_up_to
+                and self._data is not None
+                and len(self._data) <= self._pipeline_content_up_to
             ):
                 # A small message costs less to send than a round trip to wait for.
                 self._content_started = True
@@ -573,6 +603,10 @@ class MailTransaction:
             and self._connection._owns_current_transaction(self)
         ):
             self._connection._reset_soon()
+
+    def _never_started(self) -> None:
+        # The session ended before this transaction could start: nothing of it was sent.
+        self._finish(MessageOutcome.FAILED)
 
     def _finish(self, outcome: MessageOutcome) -> None:
         self._outcome = outcome

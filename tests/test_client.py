@@ -15,6 +15,8 @@ from smtp_proto import (
     GreetingRefused,
     HelloRefused,
     IORequest,
+    Limits,
+    LocalProtocolError,
     Login,
     MessageOutcome,
     NeedBody,
@@ -30,6 +32,7 @@ from smtp_proto import (
     execute,
     open_session,
     send_transaction,
+    send_transactions,
 )
 
 STARTTLS_KEYWORDS = ("PIPELINING", "STARTTLS", "AUTH PLAIN", "8BITMIME")
@@ -232,3 +235,179 @@ def test_a_deadline_covers_the_whole_reply() -> None:
     reads = [r for r in runner.requests if isinstance(r, Read)]
     assert reads[0].fresh
     assert not all(r.fresh for r in reads)
+
+
+def batch(
+    keywords: tuple[str, ...], count: int, max_commands_in_flight: int = 100
+) -> tuple[FakeServer, ClientConnection, Runner, list[bytes]]:
+    server = FakeServer(keywords=keywords)
+    conn, runner, _ = session(server, limits=Limits(max_commands_in_flight=max_commands_in_flight))
+    server.writes = 0
+    runner.requests.clear()
+    bodies = [b"message %d\n.dot\n" % i for i in range(count)]
+    return server, conn, runner, bodies
+
+
+def send_batch(
+    conn: ClientConnection, runner: Runner, bodies: list[bytes], **options: object
+) -> list[TransactionResult]:
+    transactions = [
+        conn.send_message(
+            "a@example.org",
+            [f"b{i}@example.org"],
+            body,
+            start=False,
+            **options,  # type: ignore[arg-type]
+        )
+        for i, body in enumerate(bodies)
+    ]
+    # Checked and queued, but nothing is sent before the batch runs.
+    assert conn.data_to_send() == b""
+    results = runner.run(send_transactions(conn, transactions))
+    assert isinstance(results, list)
+    return results
+
+
+def test_a_batch_with_pipelining_costs_one_round_trip_per_message() -> None:
+    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 5)
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 5
+    assert [r.recipients[0].address for r in results] == [f"b{i}@example.org" for i in range(5)]
+    assert server.messages == [b"message %d\r\n.dot\r\n" % i for i in range(5)]
+    # The first envelope, then each message's content and final dot together with the next
+    # message's envelope, then the last content: one write per message, plus one.
+    assert server.writes == 6
+    # And one read for each of those writes' replies.
+    assert sum(isinstance(r, Read) for r in runner.requests) == 6
+    assert conn.can_start_transaction
+
+
+def test_a_batch_with_chunking_sends_whole_messages_in_one_write() -> None:
+    server, conn, runner, bodies = batch(("PIPELINING", "CHUNKING"), 5)
+    results = send_batch(conn, runner, bodies, pipeline_content_up_to=1000)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 5
+    assert server.messages == [b"message %d\r\n.dot\r\n" % i for i in range(5)]
+    assert server.writes == 1
+
+
+def test_a_batch_within_the_commands_in_flight_limit() -> None:
+    server, conn, runner, bodies = batch(("PIPELINING", "CHUNKING"), 6, max_commands_in_flight=6)
+    results = send_batch(conn, runner, bodies, pipeline_content_up_to=1000)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 6
+    # Three commands a message, six at most awaiting replies: two messages per write.
+    assert server.writes == 3
+
+
+def test_a_batch_without_pipelining_waits_for_each_reply() -> None:
+    server, conn, runner, bodies = batch(("8BITMIME",), 3)
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 3
+    assert server.messages == [b"message %d\r\n.dot\r\n" % i for i in range(3)]
+    assert server.writes == 3 * 4
+
+
+def test_a_refused_message_in_a_batch_leaves_the_others_alone() -> None:
+    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 3)
+    server.rcpt = lambda address: (
+        b"550 5.1.1 no such user\r\n" if address == "b1@example.org" else b"250 2.1.5 ok\r\n"
+    )
+    server.data = lambda: b"354 go ahead\r\n"
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [
+        MessageOutcome.ACCEPTED,
+        MessageOutcome.REJECTED,
+        MessageOutcome.ACCEPTED,
+    ]
+    assert results[1].recipients[0].reply is not None
+    assert results[1].recipients[0].reply.code == 550
+    # The refused message's pipelined DATA got only the final dot (RFC 2920 section 3.1).
+    assert server.messages == [
+        bodies[0].replace(b"\n", b"\r\n"),
+        b"",
+        bodies[2].replace(b"\n", b"\r\n"),
+    ]
+
+
+def test_a_batch_cut_short_by_421_fails_the_rest_without_sending_them() -> None:
+    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 4)
+    senders = iter([b"250 2.1.0 ok\r\n", b"421 4.3.2 going down\r\n"])
+    server.mail = lambda _: next(senders)
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [
+        MessageOutcome.ACCEPTED,
+        MessageOutcome.FAILED,
+        MessageOutcome.FAILED,
+        MessageOutcome.FAILED,
+    ]
+    assert results[1].message_reply is not None
+    assert results[1].message_reply.code == 421
+    # The last two never started: no reply of any kind.
+    assert results[2].sender_reply is None
+    assert results[3].recipients[0].reply is None
+    assert sum(c.startswith("MAIL") for c in server.commands) == 2
+
+
+def test_a_batch_that_cannot_start_raises_instead_of_waiting() -> None:
+    server = FakeServer(keywords=("PIPELINING",))
+    conn, runner, _ = session(server, require_tls=True)
+    with pytest.raises(LocalProtocolError, match="cannot start"):
+        conn.send_message("a@example.org", ["b@example.org"], b"x")
+    transaction = conn.send_message("a@example.org", ["b@example.org"], b"x", start=False)
+    with pytest.raises(LocalProtocolError, match="cannot start now"):
+        runner.run(send_transactions(conn, [transaction]))
+
+
+def test_a_queued_transaction_starts_once_and_only_with_the_features_it_was_checked_for() -> None:
+    server = FakeServer(keywords=("PIPELINING",))
+    conn, runner, _ = session(server)
+    transaction = conn.send_message("a@example.org", ["b@example.org"], b"x", start=False)
+    assert not transaction.done
+    assert not transaction.body_wanted
+    runner.run(execute(conn, lambda: conn.ehlo("client.example")))
+    with pytest.raises(LocalProtocolError, match="features changed"):
+        transaction.start()
+    transaction = conn.send_message("a@example.org", ["b@example.org"], b"x", start=False)
+    results = runner.run(send_transactions(conn, [transaction]))
+    assert isinstance(results, list)
+    assert results[0].outcome is MessageOutcome.ACCEPTED
+    with pytest.raises(LocalProtocolError, match="started already"):
+        transaction.start()
+
+
+def test_a_batch_waits_for_the_replies_to_earlier_commands() -> None:
+    server = FakeServer(keywords=("PIPELINING",))
+    conn, runner, _ = session(server)
+    conn.noop()  # a command that must be answered before MAIL may follow it
+    transaction = conn.send_message("a@example.org", ["b@example.org"], b"x", start=False)
+    with pytest.raises(LocalProtocolError, match="cannot start now"):
+        transaction.start()
+    results = runner.run(send_transactions(conn, [transaction]))
+    assert isinstance(results, list)
+    assert results[0].outcome is MessageOutcome.ACCEPTED
+    assert server.commands[-4:] == [
+        "NOOP",
+        "MAIL FROM:<a@example.org>",
+        "RCPT TO:<b@example.org>",
+        "DATA",
+    ]
+
+
+def test_a_batch_read_in_pieces_and_ending_with_a_refusal_leaves_the_session_clean() -> None:
+    server = FakeServer(keywords=("8BITMIME",))
+    server.rcpt = lambda address: (
+        b"550 5.1.1 no such user\r\n" if address == "b1@example.org" else b"250 2.1.5 ok\r\n"
+    )
+    conn = ClientConnection()
+    runner = Runner(server, trickle=True)
+    runner.run(open_session(conn, "client.example", TlsPolicy.NONE))
+    transactions = [
+        conn.send_message("a@example.org", [f"b{i}@example.org"], b"x", start=False)
+        for i in range(2)
+    ]
+    results = runner.run(send_transactions(conn, transactions))
+    assert isinstance(results, list)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED, MessageOutcome.REJECTED]
+    # The refused last message left a transaction open on the server: its RSET was written
+    # before the batch returned, and its reply is all that is still awaited.
+    assert server.commands[-1] == "RSET"
+    assert conn.commands_in_flight == 1

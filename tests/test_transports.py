@@ -110,6 +110,14 @@ class Send:
 
 
 @dataclasses.dataclass(frozen=True)
+class SendMany:
+    """Send a batch with send_messages; answered with the list of TransactionResult."""
+
+    messages: Sequence[tuple[str, Sequence[str], bytes]]
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class Noop:
     """Send NOOP; answered with the Reply."""
 
@@ -119,7 +127,7 @@ class Features:
     """Look at what the server announced in its last EHLO; answered with EhloFeatures."""
 
 
-Operation: TypeAlias = "Send | Noop | Features"
+Operation: TypeAlias = "Send | SendMany | Noop | Features"
 #: A scenario yields operations, is sent their results (or has their exceptions thrown in)
 #: and returns whatever the test wants to check once the session is over.
 Scenario: TypeAlias = Generator[Operation, object, _T]
@@ -131,6 +139,14 @@ def send(
     result = yield Send(sender, recipients, body, options)
     assert isinstance(result, TransactionResult)
     return result
+
+
+def send_many(
+    messages: Sequence[tuple[str, Sequence[str], bytes]], **options: Any
+) -> Scenario[list[TransactionResult]]:
+    results = yield SendMany(messages, options)
+    assert isinstance(results, list)
+    return results
 
 
 def noop() -> Scenario[Reply]:
@@ -171,6 +187,8 @@ def _perform(client: sync_transport.Client, operation: Operation) -> object:
         return client.send_message(
             operation.sender, operation.recipients, operation.body, **operation.options
         )
+    if isinstance(operation, SendMany):
+        return client.send_messages(operation.messages, **operation.options)
     if isinstance(operation, Noop):
         return client.noop()
     return client.features
@@ -183,6 +201,8 @@ async def _perform_async(
         return await client.send_message(
             operation.sender, operation.recipients, operation.body, **operation.options
         )
+    if isinstance(operation, SendMany):
+        return await client.send_messages(operation.messages, **operation.options)
     if isinstance(operation, Noop):
         return await client.noop()
     return client.features
@@ -645,6 +665,51 @@ def test_many_messages_on_one_connection(
     assert len(delivered) == count
     for content in contents:
         assert sum(copy.endswith(stored(content)) for copy in delivered) == 1
+
+
+def test_a_batch_is_pipelined_across_messages(
+    run: Run, postfix: PostfixServer, mail_log: MailLog
+) -> None:
+    count = 8
+    batch = [
+        (
+            SENDER,
+            [REFUSED_RECIPIENT] if index == 3 else [ALICE],
+            message(f"batch {index}", f".Number {index}.\n"),
+        )
+        for index in range(count)
+    ]
+    debug: list[str] = []
+
+    def scenario() -> Scenario[list[TransactionResult]]:
+        return (yield from send_many(batch, pipeline_content_up_to=64 * 1024))
+
+    results = run(scenario, **postfix_options(postfix, debug=debug.append))
+
+    # The message to a refused recipient fails alone; the others are delivered.
+    expected = [MessageOutcome.ACCEPTED] * count
+    expected[3] = MessageOutcome.REJECTED
+    assert [r.outcome for r in results] == expected
+    refusal = results[3].recipients[0].reply
+    assert refusal is not None
+    assert refusal.code == 550
+    # Whole messages (MAIL, RCPT, BDAT LAST with its content) went out back to back: the
+    # second MAIL was written before any reply to the first.
+    first_mail = next(i for i, line in enumerate(debug) if line.startswith("C: MAIL FROM:"))
+    words = _written_before_first_reply(debug[first_mail:])
+    commands = [word for word in words if not word.startswith("[")]  # not "[n octets ...]"
+    assert commands[:6] == ["MAIL", "RCPT", "BDAT", "MAIL", "RCPT", "BDAT"]
+    [session] = mail_log.sessions()
+    # The refused message's content was pipelined too, and its BDAT refused.
+    assert f" mail={count} rcpt={count - 1}/{count} bdat={count - 1}/{count} " in session
+
+    accepted = [r for r in results if r.outcome is MessageOutcome.ACCEPTED]
+    mail_log.wait_until_removed([queue_id(r) for r in accepted])
+    delivered = postfix.messages()
+    assert len(delivered) == count - 1
+    for index, (_, _, content) in enumerate(batch):
+        copies = sum(copy.endswith(stored(content)) for copy in delivered)
+        assert copies == (0 if index == 3 else 1)
 
 
 # -- 7. a certificate the client does not trust -----------------------------------------------
