@@ -2,8 +2,9 @@
 # Build the documentation: `bash docs/build.sh` from anywhere, on a fresh machine.
 #
 # Sets up a virtual environment `.venv-docs` in the repository root with the package and its
-# `docs` extra (Sphinx, furo) and the `trio` extra (the trio transport's reference imports
-# it), then builds the HTML into docs/_build/html with warnings as errors, and runs every
+# `docs` extra (Sphinx, furo), the `trio` extra (the trio transport's reference imports it)
+# and the `testing` extra (Hypothesis, which the testing toolkit's strategies import), then
+# builds the HTML into docs/_build/html with warnings as errors, and runs every
 # example in the pages (the doctest builder). Extra arguments go to both sphinx-build runs.
 set -euo pipefail
 
@@ -36,7 +37,7 @@ if ! usable .venv-docs/bin/python; then
     "$python" -m venv --clear .venv-docs
 fi
 .venv-docs/bin/python -m pip install -q --upgrade pip
-.venv-docs/bin/python -m pip install -q -e ".[docs,trio]"
+.venv-docs/bin/python -m pip install -q -e ".[docs,trio,testing]"
 
 # -E: read every page again, since the tables come from the engine's code, which Sphinx
 # does not watch for changes.
