@@ -114,4 +114,24 @@ header "ruff format --check (in $venv)"
 header "mypy --strict (in $venv)"
 "$venv/bin/mypy"
 
+# The suite above replays the whole fuzz corpus through each harness's checks; this runs
+# each harness under libFuzzer for a bounded number of inputs (fuzz/README.md), so that a
+# harness that no longer starts, or an input mutated from the corpus that breaks an
+# invariant, fails the tests. atheris publishes wheels for some interpreters only, and
+# building it needs clang: where no wheel fits the smoke is skipped, except under CI.
+header "fuzz smoke: every harness for a bounded number of inputs (in $venv)"
+if "$venv/bin/python" -m pip install -q --only-binary=:all: atheris >/dev/null 2>&1; then
+    PYTHON="$venv/bin/python" bash fuzz/run.sh --smoke >fuzz/smoke.log 2>&1 || {
+        tail -n 40 fuzz/smoke.log
+        echo "error: the fuzz smoke failed (whole output in fuzz/smoke.log)" >&2
+        exit 1
+    }
+    grep -E '^== |stat::number_of_executed_units' fuzz/smoke.log
+elif [[ -n ${CI:-} ]]; then
+    echo "error: atheris has no wheel for $venv's Python; the fuzz smoke cannot run" >&2
+    exit 1
+else
+    echo "note: atheris has no wheel for $venv's Python; fuzz smoke skipped" >&2
+fi
+
 header "all checks passed"
