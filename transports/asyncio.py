@@ -168,6 +168,11 @@ class _Protocol(asyncio.Protocol):
         """Octets received and not yet read."""
         return len(self._buffer)
 
+    @property
+    def writing_paused(self) -> bool:
+        """Whether the transport's write buffer is full, so a writer must drain."""
+        return self._writing_paused and not self.at_eof
+
     async def receive(self) -> bytes:
         """The bytes received since the last call, waiting for some; ``b""`` once the
         server has closed the connection and everything before has been read."""
@@ -326,6 +331,10 @@ class Client(ClientBase):
         if protocol.at_eof:
             return  # the connection is gone; the engine learns it from the next read
         protocol.transport.write(data)
+        if not protocol.writing_paused:
+            # Nothing to wait for: a timeout set up and cancelled for every write costs more
+            # than the write itself.
+            return
         timeout = self._write_timeout()
         try:
             await _until(_deadline_after(timeout), protocol.drain())
@@ -335,7 +344,11 @@ class Client(ClientBase):
     async def _read(self, deadline: float | None, timeout: float | None) -> bytes:
         protocol = self._wire()
         try:
-            data = await _until(deadline, protocol.receive())
+            if protocol.buffered or protocol.at_eof:
+                # receive() returns at once: no timeout to set up.
+                data = await protocol.receive()
+            else:
+                data = await _until(deadline, protocol.receive())
         except TimeoutError:
             raise TimeoutError(f"the server did not answer within {timeout:g} seconds") from None
         if not data:
