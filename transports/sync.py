@@ -370,12 +370,17 @@ class _SocketDriver:
                     return result
                 value = None
                 sock = self._socket()
+                # Socket failures become this API's exceptions. (Written out at each call:
+                # a context manager per call is a measurable share of a small message's cost.)
                 if isinstance(request, Write):
-                    data = request.data
-                    write_timeout = self._write_timeout()
-                    sock.settimeout(write_timeout)
-                    with self._socket_errors(write_timeout):
-                        sock.sendall(data)
+                    limit = self._write_timeout()
+                    try:
+                        sock.settimeout(limit)
+                        sock.sendall(request.data)
+                    except TimeoutError:
+                        raise self._timed_out(limit) from None
+                    except OSError as exc:
+                        raise self._broken(exc) from exc
                 elif isinstance(request, Read):
                     now = time.monotonic()
                     limit = _minimum(request.timeout, self._io_cap)
@@ -385,9 +390,13 @@ class _SocketDriver:
                     remaining = None if deadline is None else deadline - now
                     if remaining is not None and remaining <= 0:
                         raise self._timed_out(limit)
-                    sock.settimeout(remaining)
-                    with self._socket_errors(limit):
+                    try:
+                        sock.settimeout(remaining)
                         value = sock.recv(_RECEIVE_SIZE)
+                    except TimeoutError:
+                        raise self._timed_out(limit) from None
+                    except OSError as exc:
+                        raise self._broken(exc) from exc
                     self._on_read(value)
                 elif isinstance(request, StartTls):
                     self._handshake()
@@ -398,16 +407,6 @@ class _SocketDriver:
         except BaseException:
             self._abort()
             raise
-
-    @contextlib.contextmanager
-    def _socket_errors(self, limit: float | None) -> Iterator[None]:
-        """Turn the failures of a socket call into this API's exceptions."""
-        try:
-            yield
-        except TimeoutError:
-            raise self._timed_out(limit) from None
-        except OSError as exc:
-            raise self._broken(exc) from exc
 
     def _handshake(self, timeout: float | None = None) -> None:
         """Do the TLS handshake on the connected socket, verifying the server's certificate
