@@ -57,9 +57,19 @@ autodoc_typehints_format = "short"
 # Every page's examples run with the package imported. The star import is for docstrings
 # that name functions bare (``xtext_encode(...)``); the pages themselves always write
 # ``smtp_proto.``.
+# Hypothesis's default deadline (200 ms per example) fails examples on a loaded machine for
+# no fault of theirs; the test suite turns it off too (tests/conftest.py).
 doctest_global_setup = """
 import smtp_proto
 from smtp_proto import *
+
+try:
+    import hypothesis
+except ImportError:
+    pass
+else:
+    hypothesis.settings.register_profile("docs", deadline=None)
+    hypothesis.settings.load_profile("docs")
 """
 
 # -- graphviz ------------------------------------------------------------------------------

@@ -5,9 +5,12 @@
 - The doctest builder runs every engine example in the pages (they need no network).
 - The selectors transport of "Writing your own transport" sends real mail to aiosmtpd on
   127.0.0.1: plain, pipelined, with a refused recipient, and with STARTTLS and AUTH.
-- The transports' quick starts (the only code blocks, since they need a server) run against
-  aiosmtpd on 127.0.0.1 with STARTTLS and AUTH: what reaches the server and what they print
-  are checked, with a refused recipient, a refused login and a refused message.
+- The transports' quick starts (the only code blocks of the pages, since they need a server)
+  run against aiosmtpd on 127.0.0.1 with STARTTLS and AUTH: what reaches the server and what
+  they print are checked, with a refused recipient, a refused login and a refused message.
+- The reference's docstrings show code only as doctests (which the doctest builder runs),
+  except the examples of the transports' ``Client`` and ``Pool`` classes: those need a
+  server, so they are taken from the docstrings and run against aiosmtpd as above.
 - The README says how to build the documentation, and its links into ``docs/`` resolve.
 
 The Sphinx builds need the ``docs`` extra (Sphinx and furo) and are skipped without it.
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import importlib.util
+import inspect
 import io
 import re
 import ssl
@@ -38,6 +43,9 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 import smtp_proto
+from smtp_proto.transports import asyncio as asyncio_transport
+from smtp_proto.transports import sync as sync_transport
+from smtp_proto.transports import trio as trio_transport
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -421,13 +429,27 @@ def run_quick_start(transport: str, host: str, port: int, context: ssl.SSLContex
     return output.getvalue().splitlines()
 
 
-def test_every_code_block_is_a_quick_start_that_runs() -> None:
-    """Pages show code without running it only in the quick starts, which run below."""
+def test_every_code_block_runs() -> None:
+    """Pages show code without running it only in the quick starts, and the reference only
+    in the docstring examples of the transports' classes; both run below."""
     blocks = [block for page in sorted(DOCS.glob("*.rst")) for block in code_blocks(page)]
     assert [(block.page, block.language) for block in blocks] == [
         (TRANSPORTS_PAGE, "python")
     ] * len(TRANSPORTS)
     assert sorted(quick_starts()) == sorted(TRANSPORTS)
+
+    # Any other literal block in a docstring of the reference is code that nothing runs:
+    # it belongs in a doctest.
+    unexecuted = {
+        name: code
+        for name, documented in reference_objects()
+        if (code := literal_blocks(documented.__doc__))
+        and not any(documented is example for example in DOCSTRING_EXAMPLES)
+    }
+    assert not unexecuted, unexecuted
+    # Each example that runs is still the one block of its docstring.
+    for documented in DOCSTRING_EXAMPLES:
+        assert len(literal_blocks(documented.__doc__)) == 1, documented
 
 
 @pytest.fixture
@@ -438,12 +460,12 @@ def submission_server(
     trusts, then AUTH, both required before MAIL; it refuses carol."""
     server_context, _ = certificates
 
-    def start(password: str = PASSWORD, **options: Any) -> tuple[int, Mailbox]:
+    def start(password: str = PASSWORD, login: str = LOGIN, **options: Any) -> tuple[int, Mailbox]:
         controller, mailbox = smtpd(
             refused=(REFUSED_RECIPIENT,),
             tls_context=server_context,
             require_starttls=True,
-            authenticator=accept_login(LOGIN, password),
+            authenticator=accept_login(login, password),
             auth_required=True,
             **options,
         )
@@ -518,3 +540,222 @@ def test_quick_start_reports_a_refused_message(
         )
     else:
         assert_printed(printed, [rf"{BOB} Reply\(code=451, .*", rf"{CAROL} Reply\(code=550, .*"])
+
+
+# -- the examples in the reference's docstrings ---------------------------------------------
+
+# The modules that the reference documents with autodoc (testing.rst, transports.rst, and
+# the pages that document smtp_proto's names one by one).
+REFERENCE_MODULES = [
+    "smtp_proto",
+    "smtp_proto.testing",
+    "smtp_proto.testing.strategies",
+    "smtp_proto.transports.sync",
+    "smtp_proto.transports.asyncio",
+    "smtp_proto.transports.trio",
+]
+
+# The docstrings whose literal block runs here rather than as a doctest, since it needs a
+# server: each block defines the function named, which sends with the class documented.
+DOCSTRING_EXAMPLES: dict[Any, str] = {
+    sync_transport.Client: "send",
+    asyncio_transport.Client: "send",
+    asyncio_transport.Pool: "send_all",
+    trio_transport.Client: "send",
+    trio_transport.Pool: "send_all",
+}
+CLIENTS = {
+    "sync": sync_transport.Client,
+    "asyncio": asyncio_transport.Client,
+    "trio": trio_transport.Client,
+}
+POOLS = {"asyncio": asyncio_transport.Pool, "trio": trio_transport.Pool}
+
+# The examples log in as "me" with the password "...", and send from me to you.
+EXAMPLE_LOGIN, EXAMPLE_PASSWORD = "me", "..."
+EXAMPLE_SENDER, EXAMPLE_RECIPIENT = "me@example.com", "you@example.org"
+
+# What starts a literal block in reStructuredText: a paragraph that ends with "::" (but not
+# a directive without arguments, such as ".. note::"), or one of the code directives.
+LITERAL_BLOCK_MARKER = re.compile(r"(?!\.\. ).*::|\.\. (?:code-block|code|sourcecode)::.*")
+
+
+def indentation(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def literal_blocks(docstring: str | None) -> list[str]:
+    """The code of each literal block in *docstring*: the lines after its marker that are
+    indented further than the marker (or blank), dedented."""
+    lines = inspect.cleandoc(docstring or "").splitlines()
+    blocks = []
+    for index, marker in enumerate(lines):
+        if not LITERAL_BLOCK_MARKER.fullmatch(marker.strip()):
+            continue
+        body = []
+        for line in lines[index + 1 :]:
+            if line.strip() and indentation(line) <= indentation(marker):
+                break
+            body.append(line)
+        code = textwrap.dedent("\n".join(body)).strip("\n")
+        if code:
+            blocks.append(code + "\n")
+    return blocks
+
+
+def documented_members(cls: type) -> Iterator[tuple[str, Any]]:
+    """The public methods and properties of *cls*, those of its bases from this project
+    included (the reference sends readers to them)."""
+    for base in cls.__mro__:
+        if not base.__module__.startswith("smtp_proto"):
+            continue
+        for name, member in vars(base).items():
+            # A staticmethod or classmethod holds its function, and the function its docstring.
+            function = getattr(member, "__func__", member)
+            if not name.startswith("_") and (
+                inspect.isroutine(function) or isinstance(function, property)
+            ):
+                yield name, function
+
+
+def reference_objects() -> Iterator[tuple[str, Any]]:
+    """Each module of the reference and every public class, function, method and property
+    it holds that comes from this project, each once, by the first name it was found under.
+
+    This is more than the reference shows (it also holds what the modules import from
+    smtp_proto, and the methods of private base classes), so that no docstring it does show
+    can be missed."""
+    seen: set[int] = set()
+    for module_name in REFERENCE_MODULES:
+        module = importlib.import_module(module_name)
+        found: list[tuple[str, Any]] = [(module_name, module)]
+        for name, value in vars(module).items():
+            from_project = str(getattr(value, "__module__", "")).startswith("smtp_proto")
+            if name.startswith("_") or not from_project:
+                continue
+            if inspect.isfunction(value):
+                found.append((f"{module_name}.{name}", value))
+            elif inspect.isclass(value):
+                found.append((f"{module_name}.{name}", value))
+                found += [
+                    (f"{module_name}.{name}.{member_name}", member)
+                    for member_name, member in documented_members(value)
+                ]
+        for name, value in found:
+            if id(value) not in seen:
+                seen.add(id(value))
+                yield name, value
+
+
+def docstring_example(documented: Any) -> Callable[..., Any]:
+    """The function that the literal block of *documented*'s docstring defines, run from the
+    docstring's text with the names a reader of its module would have imported."""
+    (code,) = literal_blocks(documented.__doc__)
+    module = sys.modules[documented.__module__]
+    namespace: dict[str, Any] = {name: getattr(module, name) for name in module.__all__}
+    namespace.update(__name__=f"{module.__name__}_example", asyncio=asyncio, trio=trio)
+    # Padded to its line in the module, so that a traceback points into the docstring.
+    source_lines, first_line = inspect.getsourcelines(documented)
+    start = next(
+        offset
+        for offset, line in enumerate(source_lines)
+        if line.strip() == code.splitlines()[0].strip()
+    )
+    source = "\n" * (first_line - 1 + start) + code
+    filename = inspect.getsourcefile(documented) or module.__name__
+    exec(compile(source, filename, "exec"), namespace)
+    function: Callable[..., Any] = namespace[DOCSTRING_EXAMPLES[documented]]
+    return function
+
+
+def run_example(documented: Any, *arguments: Any) -> Any:
+    """Call the example of *documented* with *arguments*, on the event loop of its module
+    and bounded in time; return what it returns."""
+    example = docstring_example(documented)
+    if documented.__module__ == sync_transport.__name__:
+        # Default Timeouts, as a reader would have: QUICK_START_TIMEOUT bounds the test.
+        return example(*arguments)
+    if documented.__module__ == asyncio_transport.__name__:
+
+        async def bounded_asyncio() -> Any:
+            return await asyncio.wait_for(example(*arguments), PATIENCE)
+
+        return asyncio.run(bounded_asyncio())
+
+    async def bounded_trio() -> Any:
+        with trio.fail_after(PATIENCE):
+            return await example(*arguments)
+
+    return trio.run(bounded_trio)
+
+
+def test_docstring_examples_are_found() -> None:
+    """Every docstring example is run by a test below, and the guard of
+    test_every_code_block_runs recognises every form of literal block and every member."""
+    assert set(CLIENTS.values()) | set(POOLS.values()) == set(DOCSTRING_EXAMPLES)
+    # The marker's forms, and what is not one: a directive, a doctest.
+    docstring = """Summary.
+
+    Code::
+
+        first()
+
+    And more code:
+
+    ::
+
+        second()
+            indented()
+
+    .. note::
+
+        Not code.
+
+    .. code-block:: python
+
+        third()
+
+    >>> fourth()
+    """
+    assert literal_blocks(docstring) == ["first()\n", "second()\n    indented()\n", "third()\n"]
+    # The walk reaches methods of classes, not only the classes.
+    names = {name for name, _ in reference_objects()}
+    assert "smtp_proto.testing.FakeServer.stall_after" in names
+    assert "smtp_proto.transports.sync.Client.send_message" in names
+
+
+@ignore_aiosmtpd_login_data
+@pytest.mark.timeout(QUICK_START_TIMEOUT)
+@pytest.mark.parametrize("transport", sorted(CLIENTS))
+def test_client_example_sends_over_starttls_with_auth(
+    transport: str,
+    submission_server: Callable[..., tuple[int, Mailbox]],
+    certificates: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    port, mailbox = submission_server(login=EXAMPLE_LOGIN, password=EXAMPLE_PASSWORD)
+    result = run_example(CLIENTS[transport], MESSAGE, "127.0.0.1", port, certificates[1])
+    assert result.outcome is smtp_proto.MessageOutcome.ACCEPTED
+    assert [(r.address, r.delivered) for r in result.recipients] == [(EXAMPLE_RECIPIENT, True)]
+    # The server takes MAIL only after STARTTLS and AUTH: the message went through both.
+    assert mailbox.messages == [(EXAMPLE_SENDER, [EXAMPLE_RECIPIENT], MESSAGE)]
+
+
+@ignore_aiosmtpd_login_data
+@pytest.mark.timeout(QUICK_START_TIMEOUT)
+@pytest.mark.parametrize("transport", sorted(POOLS))
+def test_pool_example_sends_every_message(
+    transport: str,
+    submission_server: Callable[..., tuple[int, Mailbox]],
+    certificates: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    port, mailbox = submission_server(login=EXAMPLE_LOGIN, password=EXAMPLE_PASSWORD)
+    messages = [
+        (EXAMPLE_SENDER, [EXAMPLE_RECIPIENT], MESSAGE + f"Message {number}.\r\n".encode())
+        for number in range(3)
+    ]
+    results = run_example(POOLS[transport], messages, "127.0.0.1", port, certificates[1])
+    if transport == "asyncio":
+        # The asyncio example returns what asyncio.gather collects; the trio one nothing.
+        assert [result.outcome for result in results] == [smtp_proto.MessageOutcome.ACCEPTED] * 3
+    # The messages go at once, on several connections, so they arrive in any order.
+    assert sorted(mailbox.messages) == sorted(messages)

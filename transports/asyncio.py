@@ -207,8 +207,11 @@ class _Protocol(asyncio.Protocol):
 class Client(ClientBase):
     """One SMTP (or LMTP) session on asyncio, used as an async context manager::
 
-        async with Client("mail.example.com", 587, username="me", password="...") as client:
-            result = await client.send_message("me@example.com", ["you@example.org"], message)
+        async def send(message, host="mail.example.com", port=587, context=None):
+            async with Client(
+                host, port, ssl_context=context, username="me", password="..."
+            ) as client:
+                return await client.send_message("me@example.com", ["you@example.org"], message)
 
     Entering connects, reads the greeting, says EHLO (LHLO for LMTP), applies the TLS policy
     and, when credentials or a mechanism were given, authenticates; leaving sends QUIT (if
@@ -448,10 +451,13 @@ class Pool(PoolBase[Client]):
     reusing a connection that has been idle longer than `check_after` seconds; broken
     connections are discarded.
 
-    ::
+    For example, to send *messages*, ``(sender, recipients, content)`` tuples, on up to four
+    connections at once::
 
-        async with Pool("mail.example.com", 587, username="me", password="...") as pool:
-            await asyncio.gather(*(pool.send_message(...) for message in messages))
+        async def send_all(messages, host="mail.example.com", port=587, context=None):
+            async with Pool(host, port, ssl_context=context, username="me", password="...") as pool:
+                sends = [pool.send_message(*message) for message in messages]
+                return await asyncio.gather(*sends)
 
     :param max_size: the most connections open at once; more concurrent sends wait.
     :param idle_timeout: seconds after which an idle connection is closed (with QUIT). The

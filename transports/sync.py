@@ -1386,8 +1386,9 @@ class LMTP(SMTP):
 class Client(_SocketDriver):
     """One blocking SMTP (or LMTP) session with the engine's policies and results::
 
-        with Client("mail.example.com", 587, username="me", password="...") as client:
-            result = client.send_message("me@example.com", ["you@example.org"], message)
+        def send(message, host="mail.example.com", port=587, context=None):
+            with Client(host, port, ssl_context=context, username="me", password="...") as client:
+                return client.send_message("me@example.com", ["you@example.org"], message)
 
     Making a client connects, reads the greeting, says EHLO (LHLO for LMTP), applies the
     TLS policy and, when credentials or a mechanism were given, authenticates; leaving the

@@ -90,8 +90,11 @@ def _addresses(stream: trio.abc.Stream) -> tuple[object, object]:
 class Client(ClientBase):
     """One SMTP (or LMTP) session on trio, used as an async context manager::
 
-        async with Client("mail.example.com", 587, username="me", password="...") as client:
-            result = await client.send_message("me@example.com", ["you@example.org"], message)
+        async def send(message, host="mail.example.com", port=587, context=None):
+            async with Client(
+                host, port, ssl_context=context, username="me", password="..."
+            ) as client:
+                return await client.send_message("me@example.com", ["you@example.org"], message)
 
     Entering connects, reads the greeting, says EHLO (LHLO for LMTP), applies the TLS policy
     and, when credentials or a mechanism were given, authenticates; leaving sends QUIT (if
@@ -299,12 +302,14 @@ class Pool(PoolBase[Client]):
     reusing a connection that has been idle longer than `check_after` seconds; broken
     connections are discarded.
 
-    ::
+    For example, to send *messages*, ``(sender, recipients, content)`` tuples, on up to four
+    connections at once::
 
-        async with Pool("mail.example.com", 587, username="me", password="...") as pool:
-            async with trio.open_nursery() as nursery:
-                for message in messages:
-                    nursery.start_soon(pool.send_message, ...)
+        async def send_all(messages, host="mail.example.com", port=587, context=None):
+            async with Pool(host, port, ssl_context=context, username="me", password="...") as pool:
+                async with trio.open_nursery() as nursery:
+                    for message in messages:
+                        nursery.start_soon(pool.send_message, *message)
 
     :param max_size: the most connections open at once; more concurrent sends wait.
     :param idle_timeout: seconds after which an idle connection is closed (with QUIT). The

@@ -9,12 +9,11 @@
   hostile server output, addresses, ESMTP parameters and message bodies (needs Hypothesis:
   ``pip install smtp-proto[testing]``; import it as a module of its own).
 
-Nothing in the engine imports this package::
+Nothing in the engine imports this package:
 
-    from smtp_proto.testing import FakeServer, serve_loopback
-
-    fake = FakeServer()
-    fake.stall_after("DATA")   # the client must time out waiting for the 354
+>>> from smtp_proto.testing import FakeServer, serve_loopback
+>>> fake = FakeServer()
+>>> fake.stall_after("DATA")  # the client must time out waiting for the 354
 """
 
 from ._loopback import serve_loopback

@@ -139,18 +139,18 @@ def serve_loopback(
     :param lifetime: the server stops after this many seconds even if the ``with`` block
         has not ended.
 
-    The thread stops, and every socket is closed, when the ``with`` block exits::
+    The thread stops, and every socket is closed, when the ``with`` block exits:
 
-        from smtp_proto import TlsPolicy
-        from smtp_proto.testing import FakeServer, serve_loopback
-        from smtp_proto.transports.sync import Client
-
-        fake = FakeServer()
-        fake.refuse_recipient("nobody@example.com")
-        with serve_loopback(fake) as (host, port):
-            with Client(host, port, tls=TlsPolicy.NONE) as client:
-                result = client.send_message("me@example.com", ["nobody@example.com"], b"Hi")
-        assert not result.recipients[0].accepted
+    >>> from smtp_proto import TlsPolicy
+    >>> from smtp_proto.testing import FakeServer, serve_loopback
+    >>> from smtp_proto.transports.sync import Client
+    >>> fake = FakeServer()
+    >>> fake.refuse_recipient("nobody@example.com")
+    >>> with serve_loopback(fake) as (host, port):
+    ...     with Client(host, port, tls=TlsPolicy.NONE) as client:
+    ...         result = client.send_message("me@example.com", ["nobody@example.com"], b"Hi")
+    >>> result.outcome, result.recipients[0].accepted
+    (<MessageOutcome.REJECTED: 'rejected'>, False)
     """
     if implicit_tls and ssl_context is None:
         raise ValueError("implicit_tls needs an ssl_context")

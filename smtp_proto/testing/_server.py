@@ -61,19 +61,28 @@ class FakeServer:
     """A scriptable, in-memory SMTP (or LMTP) server: bytes in, reply bytes out.
 
     Use it to test how your code handles a refused sender or recipient, a ``421``, a
-    server that stops answering (for timeouts) or a refused STARTTLS::
+    server that stops answering (for timeouts) or a refused STARTTLS. Here it answers a
+    :class:`~smtp_proto.ClientConnection` in memory:
 
-        import smtp_proto
-        from smtp_proto.testing import FakeServer
-
-        fake = FakeServer()
-        fake.refuse_recipient("nobody@example.com")
-        conn = smtp_proto.ClientConnection()
-        conn.receive_data(fake.connect())   # the 220 greeting
-        conn.next_event()                   # Greeting
-        conn.ehlo("client.example")
-        conn.receive_data(fake.receive(conn.data_to_send()))
-        conn.next_event()                   # EhloFeatures
+    >>> import smtp_proto
+    >>> from smtp_proto.testing import FakeServer
+    >>> fake = FakeServer()
+    >>> fake.refuse_recipient("nobody@example.com")
+    >>> conn = smtp_proto.ClientConnection()
+    >>> conn.receive_data(fake.connect())  # the 220 greeting
+    >>> conn.next_event()
+    Greeting(reply=Reply(code=220, lines=('fake.example ESMTP',), enhanced_status=None))
+    >>> conn.ehlo("client.example")
+    >>> conn.receive_data(fake.receive(conn.data_to_send()))
+    >>> conn.next_event()  # doctest: +ELLIPSIS
+    EhloFeatures(reply=Reply(code=250, lines=('fake.example', 'PIPELINING', ...
+    >>> conn.mail("me@example.com")
+    >>> conn.rcpt("nobody@example.com")  # pipelined: both commands go at once
+    >>> conn.receive_data(fake.receive(conn.data_to_send()))
+    >>> conn.next_event()  # doctest: +ELLIPSIS
+    SenderAccepted(sender='me@example.com', ...)
+    >>> conn.next_event()  # doctest: +ELLIPSIS
+    RecipientRefused(recipient='nobody@example.com', reply=Reply(code=550, ...))
 
     Each call to :meth:`receive` takes whatever the client wrote (any split, pipelined
     commands included) and returns every reply it calls for, concatenated.
@@ -157,9 +166,12 @@ class FakeServer:
     ) -> None:
         """Refuse ``MAIL FROM:<address>`` with *code* (any sender when *address* is None).
 
-        For example::
+        For example:
 
-            fake.refuse_sender(code=451, text="4.3.0 try again later")
+        >>> fake = FakeServer()
+        >>> fake.refuse_sender(code=451, text="4.3.0 try again later")
+        >>> fake.receive(b"HELO client.example\\r\\nMAIL FROM:<me@example.com>\\r\\n")
+        b'250 fake.example\\r\\n451 4.3.0 try again later\\r\\n'
         """
         self._refused_senders[address] = _reply(code, text)
 
@@ -168,9 +180,14 @@ class FakeServer:
     ) -> None:
         """Refuse ``RCPT TO:<address>`` with *code*; other recipients are accepted.
 
-        For example::
+        For example:
 
-            fake.refuse_recipient("nobody@example.com", code=450, text="4.2.1 mailbox busy")
+        >>> fake = FakeServer()
+        >>> fake.refuse_recipient("nobody@example.com", code=450, text="4.2.1 mailbox busy")
+        >>> fake.receive(b"HELO client.example\\r\\nMAIL FROM:<me@example.com>\\r\\n")
+        b'250 fake.example\\r\\n250 2.1.0 sender ok\\r\\n'
+        >>> fake.receive(b"RCPT TO:<you@example.com>\\r\\nRCPT TO:<nobody@example.com>\\r\\n")
+        b'250 2.1.5 recipient ok\\r\\n450 4.2.1 mailbox busy\\r\\n'
         """
         self._refused_recipients[address] = _reply(code, text)
 
@@ -179,37 +196,67 @@ class FakeServer:
     ) -> None:
         """LMTP: accept *address* at RCPT but refuse the message for it after the content.
 
-        For example::
+        For example:
 
-            fake = FakeServer(lmtp=True)
-            fake.refuse_delivery("full@example.com", code=452, text="4.2.2 over quota")
+        >>> fake = FakeServer(lmtp=True, keywords=["PIPELINING"])
+        >>> fake.refuse_delivery("full@example.com", code=452, text="4.2.2 over quota")
+        >>> fake.receive(b"LHLO client.example\\r\\nMAIL FROM:<me@example.com>\\r\\n")
+        b'250-fake.example\\r\\n250 PIPELINING\\r\\n250 2.1.0 sender ok\\r\\n'
+        >>> fake.receive(b"RCPT TO:<you@example.com>\\r\\nRCPT TO:<full@example.com>\\r\\n")
+        b'250 2.1.5 recipient ok\\r\\n250 2.1.5 recipient ok\\r\\n'
+        >>> fake.receive(b"DATA\\r\\n")
+        b'354 start mail input; end with <CRLF>.<CRLF>\\r\\n'
+        >>> fake.receive(b"Hello\\r\\n.\\r\\n")  # one reply for each recipient
+        b'250 2.1.5 delivered to you@example.com\\r\\n452 4.2.2 over quota\\r\\n'
         """
         self._refused_deliveries[address] = _reply(code, text)
 
     def reply_to(self, command: str, reply: bytes) -> None:
         """Answer every *command* with *reply*, exactly these bytes, instead of the usual
         reply. The bytes are not checked, so hostile replies can be tested too; a positive
-        reply still has its effect (a ``250`` to RCPT accepts the recipient)::
+        reply still has its effect (a ``250`` to RCPT accepts the recipient). Here the
+        message's content is refused:
 
-            fake.reply_to("DATA", b"451 4.3.0 queue full\\r\\n")
-            fake.reply_to(MESSAGE, b"554 5.7.1 message refused as spam\\r\\n")
+        >>> from smtp_proto.testing import MESSAGE
+        >>> fake = FakeServer()
+        >>> fake.reply_to(MESSAGE, b"554 5.7.1 message refused as spam\\r\\n")
+        >>> fake.receive(b"HELO client.example\\r\\nMAIL FROM:<me@example.com>\\r\\n")
+        b'250 fake.example\\r\\n250 2.1.0 sender ok\\r\\n'
+        >>> fake.receive(b"RCPT TO:<you@example.com>\\r\\nDATA\\r\\n")
+        b'250 2.1.5 recipient ok\\r\\n354 start mail input; end with <CRLF>.<CRLF>\\r\\n'
+        >>> fake.receive(b"Buy now!\\r\\n.\\r\\n")
+        b'554 5.7.1 message refused as spam\\r\\n'
         """
         self._replies[command.upper()] = reply
 
     def close_after(self, command: str, *, reply: bytes | None = _CLOSING) -> None:
         """When *command* arrives, answer it with *reply* (by default a ``421``) and close
-        the connection; with *reply* None, close without a word::
+        the connection; with *reply* None, close without a word (after :data:`MESSAGE`, that
+        leaves the client not knowing whether its message was accepted):
 
-            fake.close_after("RCPT")               # 421, then the connection closes
-            fake.close_after(MESSAGE, reply=None)  # the message's outcome is unknown
+        >>> fake = FakeServer()
+        >>> fake.close_after("RCPT")
+        >>> fake.receive(b"HELO client.example\\r\\nMAIL FROM:<me@example.com>\\r\\n")
+        b'250 fake.example\\r\\n250 2.1.0 sender ok\\r\\n'
+        >>> fake.receive(b"RCPT TO:<you@example.com>\\r\\n")
+        b'421 4.3.2 service shutting down, closing transmission channel\\r\\n'
+        >>> fake.closed
+        True
         """
         self._close_after[command.upper()] = reply or b""
 
     def stall_after(self, command: str) -> None:
         """When *command* arrives, stop answering: nothing more is ever sent, so the client
-        must time out. On loopback the connection stays open until the client closes it::
+        must time out. On loopback the connection stays open until the client closes it:
 
-            fake.stall_after("DATA")
+        >>> fake = FakeServer()
+        >>> fake.stall_after("DATA")
+        >>> fake.receive(b"HELO client.example\\r\\nMAIL FROM:<me@example.com>\\r\\n")
+        b'250 fake.example\\r\\n250 2.1.0 sender ok\\r\\n'
+        >>> fake.receive(b"RCPT TO:<you@example.com>\\r\\nDATA\\r\\n")  # no reply to DATA
+        b'250 2.1.5 recipient ok\\r\\n'
+        >>> fake.stalled
+        True
         """
         self._stall_after.add(command.upper())
 

@@ -7,14 +7,20 @@ package's own tests: valid replies, EHLO replies, addresses, parameters and bodi
 accepted by :class:`smtp_proto.ClientConnection`, hostile replies are refused with
 :class:`smtp_proto.RemoteProtocolError`.
 
-This module needs Hypothesis (``pip install smtp-proto[testing]``)::
+This module needs Hypothesis (``pip install smtp-proto[testing]``). A test decorated with
+``given`` runs once for each value the strategy draws (a hundred by default):
 
-    from hypothesis import given
-    from smtp_proto.testing import strategies
+>>> import smtp_proto
+>>> from hypothesis import given
+>>> from smtp_proto.testing import strategies
+>>> @given(strategies.replies(status_classes=(2, 4, 5)))
+... def test_greetings_are_read_whole(reply: bytes) -> None:
+...     conn = smtp_proto.ClientConnection()
+...     conn.receive_data(reply)
+...     assert conn.next_event().reply.raw == reply
+>>> test_greetings_are_read_whole()
 
-    @given(strategies.replies())
-    def test_my_parser(reply: bytes) -> None:
-        ...
+The examples of the strategies below build on these imports.
 """
 
 from __future__ import annotations
@@ -131,10 +137,14 @@ def replies(
 ) -> st.SearchStrategy[bytes]:
     """Valid server replies (RFC 5321 section 4.2), single or multiline, each as the bytes
     the server sends, CRLFs included: any code of the given classes, text of printable
-    ASCII and UTF-8 (RFC 6531), HT, or nothing, sometimes with an enhanced status code::
+    ASCII and UTF-8 (RFC 6531), HT, or nothing, sometimes with an enhanced status code:
 
-        @given(strategies.replies(status_classes=(4, 5)))
-        def test_refusals_are_reported(reply: bytes) -> None: ...
+    >>> @given(strategies.replies(status_classes=(4, 5)))
+    ... def test_refusals_are_reported(reply: bytes) -> None:
+    ...     conn = smtp_proto.ClientConnection()
+    ...     conn.receive_data(reply)
+    ...     assert conn.next_event().reply.is_negative
+    >>> test_refusals_are_reported()
     """
     if not status_classes or not set(status_classes) <= {2, 3, 4, 5} or max_lines < 1:
         raise ValueError("status_classes must be some of 2, 3, 4 and 5, and max_lines >= 1")
@@ -196,10 +206,19 @@ def hostile_replies(*, kinds: Collection[str] = HOSTILE_KINDS) -> st.SearchStrat
     (``"mixed-codes"``), a control character (``"control"``), a line over the default
     :class:`~smtp_proto.Limits` (``"too-long"``), or a second reply nobody asked for
     (``"unsolicited"``). The engine answers each with
-    :class:`~smtp_proto.RemoteProtocolError`::
+    :class:`~smtp_proto.RemoteProtocolError`:
 
-        @given(strategies.hostile_replies(kinds=["bare-lf", "bare-cr"]))
-        def test_my_transport_closes_on_garbage(data: bytes) -> None: ...
+    >>> @given(strategies.hostile_replies(kinds=["bare-lf", "bare-cr"]))
+    ... def test_garbage_is_refused(data: bytes) -> None:
+    ...     conn = smtp_proto.ClientConnection()
+    ...     conn.receive_data(data)
+    ...     try:
+    ...         conn.next_event()
+    ...     except smtp_proto.RemoteProtocolError:
+    ...         pass
+    ...     else:
+    ...         raise AssertionError(f"{data!r} was taken for a reply")
+    >>> test_garbage_is_refused()
     """
     unknown = set(kinds) - set(HOSTILE_KINDS)
     if unknown or not kinds:
@@ -224,10 +243,17 @@ def _ehlo_response(draw: st.DrawFn) -> bytes:
 def ehlo_responses() -> st.SearchStrategy[bytes]:
     """Positive replies to EHLO (RFC 5321 section 4.1.1.1): the server's name and a text on
     the first line, then keywords the engine knows (PIPELINING, SIZE, AUTH, ... with
-    parameters) and unknown ones, each on its own line::
+    parameters) and unknown ones, each on its own line:
 
-        @given(strategies.ehlo_responses())
-        def test_capabilities(reply: bytes) -> None: ...
+    >>> @given(strategies.ehlo_responses())
+    ... def test_capabilities(reply: bytes) -> None:
+    ...     conn = smtp_proto.ClientConnection()
+    ...     conn.receive_data(b"220 mx.example.org ESMTP\\r\\n")
+    ...     conn.next_event()
+    ...     conn.ehlo("client.example")
+    ...     conn.receive_data(reply)
+    ...     assert isinstance(conn.next_event(), smtp_proto.EhloFeatures)
+    >>> test_capabilities()
     """
     return _ehlo_response()
 
@@ -263,10 +289,13 @@ def _address(draw: st.DrawFn, internationalized: bool) -> str:
 def addresses(internationalized: bool = False) -> st.SearchStrategy[str]:
     """Mailbox addresses (RFC 5321 section 4.1.2): dot-atom or quoted local parts, domains or
     address literals. With *internationalized*, local parts may hold UTF-8 (RFC 6531,
-    needing SMTPUTF8) and domains non-ASCII labels (sent as A-labels)::
+    needing SMTPUTF8) and domains non-ASCII labels (sent as A-labels):
 
-        @given(strategies.addresses(internationalized=True))
-        def test_any_recipient(address: str) -> None: ...
+    >>> @given(strategies.addresses(internationalized=True))
+    ... def test_any_recipient(address: str) -> None:
+    ...     wire, needs_smtputf8 = smtp_proto.encode_address(address, smtputf8_offered=True)
+    ...     assert wire.isascii() or needs_smtputf8
+    >>> test_any_recipient()
     """
     return _address(internationalized)
 
@@ -274,10 +303,20 @@ def addresses(internationalized: bool = False) -> st.SearchStrategy[str]:
 def esmtp_parameters() -> st.SearchStrategy[Mapping[str, str | None]]:
     """MAIL or RCPT parameters (RFC 5321 section 4.1.2, esmtp-param) as
     :meth:`smtp_proto.ClientConnection.mail` and ``rcpt`` take them: keywords distinct
-    without regard to case, values of printable ASCII or None for a keyword alone::
+    without regard to case, values of printable ASCII or None for a keyword alone:
 
-        @given(strategies.esmtp_parameters())
-        def test_parameters(parameters: Mapping[str, str | None]) -> None: ...
+    >>> @given(strategies.esmtp_parameters())
+    ... def test_parameters(parameters: dict[str, str | None]) -> None:
+    ...     conn = smtp_proto.ClientConnection()
+    ...     conn.receive_data(b"220 mx.example.org ESMTP\\r\\n")
+    ...     conn.next_event()
+    ...     conn.ehlo("client.example")
+    ...     conn.receive_data(b"250 mx.example.org\\r\\n")
+    ...     conn.next_event()
+    ...     conn.mail("me@example.com", parameters)
+    ...     command = conn.data_to_send().splitlines()[-1]  # after the EHLO
+    ...     assert len(command.split()) == 2 + len(parameters)
+    >>> test_parameters()
     """
     return st.lists(
         st.tuples(_KEYWORD, st.none() | _ESMTP_VALUE),
@@ -302,9 +341,21 @@ def _message_body(draw: st.DrawFn, eight_bit: bool) -> bytes:
 def message_bodies(*, eight_bit: bool = False) -> st.SearchStrategy[bytes]:
     """Message content as callers pass it: lines ending in CRLF, bare LF or bare CR, mixed,
     lines that start with dots or hold only one, with or without a final line end; octets
-    above 127 with *eight_bit*. Never NUL::
+    above 127 with *eight_bit*. Never NUL. Here each is sent to a
+    :class:`~smtp_proto.testing.FakeServer`:
 
-        @given(strategies.message_bodies(eight_bit=True))
-        def test_send(body: bytes) -> None: ...
+    >>> from hypothesis import settings
+    >>> from smtp_proto.testing import FakeServer, serve_loopback
+    >>> from smtp_proto.transports.sync import Client
+    >>> fake = FakeServer()
+    >>> @settings(deadline=None)  # time spent on sockets depends on the machine's load
+    ... @given(strategies.message_bodies(eight_bit=True))
+    ... def test_send(body: bytes) -> None:
+    ...     with Client(host, port, tls=smtp_proto.TlsPolicy.NONE) as client:
+    ...         client.send_message("me@example.com", ["you@example.org"], body)
+    ...     # Whatever its line ends, every line arrives as it was given.
+    ...     assert fake.messages[-1].content.splitlines() == body.splitlines()
+    >>> with serve_loopback(fake) as (host, port):  # one server for every example
+    ...     test_send()
     """
     return _message_body(eight_bit)
