@@ -636,7 +636,8 @@ def main() -> None:
         "## Engine alone (no sockets)",
         "",
         (
-            f"- ClientConnection.send_message against an in-memory server, 1 KiB messages: "
+            f"- ClientConnection with send_transactions (what send_messages runs) against an "
+            f"in-memory server, 1 KiB messages: "
             f"{engine_cpu * 1e6:.0f} µs CPU per message with PIPELINING and DATA, "
             f"{engine_cpu_chunking * 1e6:.0f} µs with CHUNKING and whole-message pipelining "
             f"({scale.engine_messages} messages, median of {repeats})"

@@ -24,6 +24,7 @@ from smtp_proto.transports.sync import SMTP, Client
 # The benchmark is a folder of the repository, not part of the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.engine import engine_cpu_per_message
 from bench.proxy import DelayProxy
 from bench.sink import SinkServer, canonical_digest
 from bench.workloads import big_message, small_message
@@ -164,3 +165,9 @@ def test_proxy_delays_each_direction(loop: Loop, sink: tuple[SinkServer, int]) -
     # Each message is one round trip of 2 x 20 ms (whole-message pipelining).
     assert elapsed >= 5 * 0.04 * 0.9
     assert elapsed < 5
+
+
+@pytest.mark.parametrize("chunking", [False, True])
+def test_the_engine_benchmark_sends_every_message(chunking: bool) -> None:
+    # It raises unless every message, in batches and a partial last batch, is accepted.
+    assert engine_cpu_per_message(73, chunking=chunking, recipient_count=3) > 0
