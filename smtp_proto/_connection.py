@@ -220,6 +220,8 @@ class ClientConnection:
         # message content summarised.
         self._outbox_log: list[str | None] = []
         self._features: EhloFeatures | None = None
+        # self._features.pipelining, kept with it: it is asked for before every command.
+        self._pipelining = False
         self._transaction: _Transaction | None = None
         # The most recent transaction started, even once it has ended.
         self._last_transaction: _Transaction | None = None
@@ -274,7 +276,7 @@ class ClientConnection:
     @property
     def pipelining(self) -> bool:
         """Whether commands may be sent before earlier replies arrive (RFC 2920)."""
-        return self._features is not None and self._features.pipelining
+        return self._pipelining
 
     @property
     def can_start_transaction(self) -> bool:
@@ -498,6 +500,7 @@ class ClientConnection:
         self._tls_active = True
         self._authenticated = False
         self._features = None
+        self._pipelining = False
         self._reader.clear()
         self._state = State.GREETED
 
@@ -653,9 +656,9 @@ class ClientConnection:
             return f"{command.value} cannot be sent in state {self._state.name}"
         if self._pending:
             waiting_for = self._pending[-1].command
-            if waiting_for in GROUP_ENDERS or not self.pipelining:
+            if waiting_for in GROUP_ENDERS or not self._pipelining:
                 return f"{command.value} cannot be sent before the reply to {waiting_for.value}" + (
-                    "" if self.pipelining else " (the server does not offer PIPELINING)"
+                    "" if self._pipelining else " (the server does not offer PIPELINING)"
                 )
             if len(self._pending) >= self._limits.max_commands_in_flight:
                 return (
@@ -823,6 +826,7 @@ class ClientConnection:
         # What the session learns from a reply, beyond its state.
         if isinstance(event, EhloFeatures):
             self._features = event
+            self._pipelining = event.pipelining
         elif isinstance(event, RecipientAccepted) and entry.transaction is not None:
             entry.transaction.accepted.append(entry.argument)
         elif isinstance(event, ReadyForData):
