@@ -53,6 +53,7 @@ from smtp_proto import (
     EhloFeatures,
     IORequest,
     Limits,
+    MailTransaction,
     Mechanism,
     MessageOutcome,
     ProtocolError,
@@ -96,6 +97,7 @@ __all__ = [
     "login_mechanism",
     "make_settings",
     "new_connection",
+    "prepare_batch",
 ]
 
 #: What a client's ``send_message`` takes as the message: its octets, an email message (sent
@@ -386,6 +388,27 @@ def hello_name(local_hostname: str | None, local_address: object) -> str:
     return f"[{ip}]" if ip.version == 4 else f"[IPv6:{ip}]"
 
 
+def prepare_batch(
+    conn: ClientConnection,
+    messages: Iterable[BatchMessage],
+    chunk_size: int,
+    pipeline_content_up_to: int,
+) -> list[MailTransaction]:
+    """The transactions of a ``send_messages`` batch, every message checked and none sent:
+    a refused message leaves the session as it was."""
+    return [
+        conn.send_message(
+            sender,
+            recipients,
+            body,
+            chunk_size=chunk_size,
+            pipeline_content_up_to=pipeline_content_up_to,
+            start=False,
+        )
+        for sender, recipients, body in messages
+    ]
+
+
 def login_mechanism(settings: Settings, features: EhloFeatures) -> Mechanism | None:
     """The SASL mechanism to authenticate with, or None when no credentials were given.
 
@@ -649,17 +672,7 @@ class ClientBase(abc.ABC):
             conn = self._engine()
             if not conn.can_start_transaction:
                 await self._run(settle(conn))
-            transactions = [
-                conn.send_message(
-                    sender,
-                    recipients,
-                    body,
-                    chunk_size=chunk_size,
-                    pipeline_content_up_to=pipeline_content_up_to,
-                    start=False,
-                )
-                for sender, recipients, body in messages
-            ]
+            transactions = prepare_batch(conn, messages, chunk_size, pipeline_content_up_to)
             return await self._run(send_transactions(conn, transactions))
 
     async def noop(self) -> Reply:

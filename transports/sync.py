@@ -131,6 +131,7 @@ from ._pool import (
     login_mechanism,
     make_settings,
     new_connection,
+    prepare_batch,
 )
 
 if TYPE_CHECKING:
@@ -1600,18 +1601,7 @@ class Client(_SocketDriver):
         conn = self._engine()
         if not conn.can_start_transaction:
             self._run(settle(conn))
-        # Checking a message sends nothing, so a refusal leaves the session as it was.
-        transactions = [
-            conn.send_message(
-                sender,
-                recipients,
-                body,
-                chunk_size=chunk_size,
-                pipeline_content_up_to=pipeline_content_up_to,
-                start=False,
-            )
-            for sender, recipients, body in messages
-        ]
+        transactions = prepare_batch(conn, messages, chunk_size, pipeline_content_up_to)
         results = self._run(send_transactions(conn, transactions))
         if conn.state is State.CLOSED:
             self.close()
