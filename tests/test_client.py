@@ -14,6 +14,7 @@ from smtp_proto import (
     EhloFeatures,
     GreetingRefused,
     HelloRefused,
+    InsecureAuthenticationError,
     IORequest,
     Limits,
     LocalProtocolError,
@@ -96,8 +97,11 @@ def test_starttls_when_offered(policy: TlsPolicy) -> None:
 
 
 def test_required_tls_never_falls_back() -> None:
-    with pytest.raises(TlsUnavailable, match="does not offer"):
+    with pytest.raises(TlsUnavailable, match=r"^the server does not offer STARTTLS$") as info:
         session(FakeServer(keywords=("PIPELINING",)), TlsPolicy.REQUIRED)
+    # The reply is the EHLO reply that did not announce it.
+    assert info.value.reply is not None
+    assert info.value.reply.lines == ("fake.example", "PIPELINING")
 
 
 def test_opportunistic_tls_without_starttls_stays_plain() -> None:
@@ -111,7 +115,7 @@ def test_refused_starttls_is_an_error_even_when_opportunistic() -> None:
     server._answer = lambda line: (  # type: ignore[method-assign]
         b"454 4.7.0 TLS not available\r\n" if line == "STARTTLS" else answer(line)
     )
-    with pytest.raises(TlsUnavailable, match="refused") as info:
+    with pytest.raises(TlsUnavailable, match=r"^the server refused STARTTLS$") as info:
         session(server, TlsPolicy.OPPORTUNISTIC)
     assert info.value.reply is not None
     assert info.value.reply.code == 454
@@ -127,7 +131,9 @@ def test_implicit_tls_does_not_upgrade_again() -> None:
 def test_refused_greeting() -> None:
     server = FakeServer()
     server.greeting = lambda: b"554 5.3.2 no service\r\n"  # type: ignore[method-assign]
-    with pytest.raises(GreetingRefused) as info:
+    with pytest.raises(
+        GreetingRefused, match=r"^the server refused service in its greeting$"
+    ) as info:
         session(server)
     assert info.value.reply is not None
     assert info.value.reply.code == 554
@@ -140,7 +146,7 @@ def test_refused_hello() -> None:
     runner = Runner(server)
     runner.incoming = b"220 hi\r\n"
     server._answer = lambda line: b"550 5.7.1 go away\r\n"  # type: ignore[method-assign]
-    with pytest.raises(HelloRefused) as info:
+    with pytest.raises(HelloRefused, match=r"^the server refused EHLO$") as info:
         runner.run(open_session(conn, "client.example", TlsPolicy.NONE))
     assert info.value.reply is not None
     assert info.value.reply.code == 550
@@ -159,6 +165,8 @@ def test_execute_returns_the_reply_to_its_command_not_to_earlier_ones() -> None:
     result = runner.run(send_transaction(conn, tx))
     assert result == tx.result
     assert tx.result.outcome is MessageOutcome.REJECTED
+    # The RSET the failure caused is written before the transaction returns.
+    assert server.commands[-1] == "RSET"
     assert conn.commands_in_flight  # the RSET the failure caused is still unanswered
     reply = runner.run(execute(conn, conn.noop))
     assert isinstance(reply, Reply)
@@ -171,16 +179,29 @@ def test_execute_raises_when_the_server_goes(ending: bytes, code: int | None) ->
     server = runner.server
     server._answer = lambda line: ending  # type: ignore[method-assign]
     server._closed = not ending
-    with pytest.raises(ConnectionLost) as info:
+    with pytest.raises(ConnectionLost, match=r"^the server closed the connection$") as info:
         runner.run(execute(conn, conn.noop))
     assert (info.value.reply.code if info.value.reply else None) == code
+
+
+def test_a_transaction_ends_when_the_server_closes() -> None:
+    conn, runner, _ = session(FakeServer())
+    server = runner.server
+    server._answer = lambda line: b""  # type: ignore[method-assign]
+    server._closed = True
+    tx = conn.send_message("a@example.org", ["b@example.org"], b"x")
+    result = runner.run(send_transaction(conn, tx))
+    assert isinstance(result, TransactionResult)
+    assert result.outcome is MessageOutcome.FAILED
 
 
 def test_execute_is_not_for_a_paused_engine() -> None:
     server = FakeServer(keywords=STARTTLS_KEYWORDS)
     conn, runner, _ = session(server)
     runner.run(execute(conn, conn.starttls))
-    with pytest.raises(AssertionError, match="TLS handshake"):
+    with pytest.raises(
+        AssertionError, match=r"^execute\(\) is not used while a TLS handshake is due$"
+    ):
         runner.run(execute(conn))
 
 
@@ -195,6 +216,14 @@ def test_authenticate() -> None:
         runner.run(authenticate(conn, Plain("alice", "wrong")))
     assert info.value.reply is not None
     assert "wrong" not in str(info.value)
+
+
+def test_authenticate_needs_tls_unless_allowed() -> None:
+    server = FakeServer(keywords=("AUTH PLAIN",))
+    conn, runner, _ = session(server)
+    with pytest.raises(InsecureAuthenticationError):
+        runner.run(authenticate(conn, Plain("alice", "s3cret")))
+    assert not any(command.startswith("AUTH") for command in server.commands)
 
 
 def test_authenticate_cancelled_says_why() -> None:
@@ -233,8 +262,20 @@ def test_a_deadline_covers_the_whole_reply() -> None:
     runner.requests.clear()
     runner.run(send_transaction(conn, tx))
     reads = [r for r in runner.requests if isinstance(r, Read)]
-    assert reads[0].fresh
-    assert not all(r.fresh for r in reads)
+    # Each reply (to MAIL, RCPT, DATA and the final dot, read one octet at a time) starts a
+    # deadline: the one for the command it answers.
+    replies = [
+        b"250 2.0.0 ok\r\n",
+        b"250 2.0.0 ok\r\n",
+        b"354 go ahead\r\n",
+        b"250 2.0.0 queued\r\n",
+    ]
+    expected = [
+        (timeout, index == 0)
+        for reply, timeout in zip(replies, [300, 300, 120, 600], strict=True)
+        for index in range(len(reply))
+    ]
+    assert [(r.timeout, r.fresh) for r in reads] == expected
 
 
 def batch(

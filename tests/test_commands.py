@@ -3,6 +3,7 @@ passes can add a line of its own."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -190,6 +191,11 @@ def test_format_rcpt_refuses_address(address: str) -> None:
         format_rcpt(address, {}, max_line_length=LIMIT)
 
 
+def test_empty_recipient_message() -> None:
+    with pytest.raises(ValueError, match=r"^recipient must not be empty$"):
+        format_rcpt("", {}, max_line_length=LIMIT)
+
+
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
@@ -212,6 +218,27 @@ def test_parameters_refused(parameters: Mapping[str, str | None], message: str) 
         format_mail("a@b", parameters, max_line_length=LIMIT)
     with pytest.raises(ValueError, match=message):
         format_rcpt("a@b", parameters, max_line_length=LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"-SIZE": "1"}, "ESMTP parameter keyword '-SIZE' is malformed"),
+        (
+            {"SIZE": "1 2"},
+            (
+                "value of ESMTP parameter 'SIZE' is empty or contains a space, '=' or a "
+                "control character"
+            ),
+        ),
+        ({"SIZE": "1", "size": "2"}, "ESMTP parameter 'size' is given twice"),
+    ],
+)
+def test_parameter_messages_name_the_parameter(
+    parameters: Mapping[str, str | None], message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        format_mail("a@b", parameters, max_line_length=LIMIT)
 
 
 @pytest.mark.parametrize(
@@ -355,7 +382,9 @@ def test_check_text_message_names_character_and_index() -> None:
 )
 def test_non_str_refused_everywhere(position: str, wrong: Any) -> None:
     place, _, name = PLACEMENTS[position]
-    with pytest.raises(TypeError, match=f"^{name} must be a str"):
+    # A parameter's value may also be None, and its message says so.
+    message = f"^{name} must be a str( or None)?, not {type(wrong).__name__}$"
+    with pytest.raises(TypeError, match=message):
         place(wrong)
 
 
@@ -367,15 +396,19 @@ WRONG_ARGUMENTS: list[Any] = ["alice", b"alice", {"alice"}, (a for a in ["alice"
 
 @pytest.mark.parametrize("parameters", WRONG_PARAMETERS, ids=repr)
 def test_parameters_must_be_a_mapping(parameters: Any) -> None:
-    with pytest.raises(TypeError, match=r"^parameters must be a mapping"):
+    message = f"^parameters must be a mapping, not {type(parameters).__name__}$"
+    with pytest.raises(TypeError, match=message):
         format_mail("a@b", parameters, max_line_length=LIMIT)
-    with pytest.raises(TypeError, match=r"^parameters must be a mapping"):
+    with pytest.raises(TypeError, match=message):
         format_rcpt("a@b", parameters, max_line_length=LIMIT)
 
 
 @pytest.mark.parametrize("arguments", WRONG_ARGUMENTS, ids=lambda a: type(a).__name__)
 def test_arguments_must_be_a_sequence(arguments: Any) -> None:
-    with pytest.raises(TypeError, match=r"^arguments must be a sequence of str"):
+    message = (
+        f"^arguments must be a sequence of str such as a list, not {type(arguments).__name__}$"
+    )
+    with pytest.raises(TypeError, match=message):
         format_command("VRFY", arguments, max_line_length=LIMIT)
 
 
@@ -406,6 +439,23 @@ def test_escaped_quotation_is_short(position: str, hostile: str) -> None:
     with pytest.raises(ValueError, match=f"^{name} ") as caught:
         place(hostile)
     assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("verb", "quoted"),
+    [
+        # A quotation of up to 40 characters is shown whole...
+        ("V" * 37 + "!", "'" + "V" * 37 + "!'"),
+        # ... a longer one is cut there and says so, whether the value is long or only its
+        # escaped form is.
+        ("V" * 38 + "!", "'" + "V" * 38 + "!..."),
+        ("\u200b" * 7, "'" + "\\u200b" * 6 + "\\u2..."),
+    ],
+)
+def test_quotations_are_cut_at_40_characters(verb: str, quoted: str) -> None:
+    message = f"verb {quoted} is not a letter followed by letters, digits or '-'"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        format_command(verb, [], max_line_length=LIMIT)
 
 
 @pytest.mark.parametrize(
@@ -481,7 +531,12 @@ def test_line_exactly_at_limit(case: str) -> None:
 @pytest.mark.parametrize("case", list(LENGTH_CASES))
 def test_line_one_past_limit(case: str) -> None:
     build, expected = LENGTH_CASES[case]
-    with pytest.raises(ValueError, match=rf"{len(expected)} octets.*limit of {len(expected) - 1}"):
+    verb = expected.split()[0].decode()
+    message = (
+        f"{verb} command line is {len(expected)} octets, longer than the limit of "
+        f"{len(expected) - 1} (RFC 5321 section 4.5.3.1.4)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         build(len(expected) - 1)
 
 

@@ -210,7 +210,7 @@ def test_nul_is_refused_and_state_kept(chunk: bytes) -> None:
 def test_nul_is_refused_by_the_normalizer_and_state_kept() -> None:
     normalizer = LineEndingNormalizer()
     assert normalizer.feed(b"a\r") == b"a\r\n"
-    with pytest.raises(ValueError, match="NUL"):
+    with pytest.raises(ValueError, match=r"^message content must not contain NUL \(0x00\)$"):
         normalizer.feed(b"\nb\x00")
     assert normalizer.feed(b"\nb") == b"b"
     assert normalizer.end() == b""
@@ -253,7 +253,8 @@ def test_non_bytes_input_is_refused(
     factory: type[DataWriter | LineEndingNormalizer], chunk: object
 ) -> None:
     writer = factory()
-    with pytest.raises(TypeError, match="bytes-like"):
+    message = f"^message content must be bytes-like, not {type(chunk).__name__}$"
+    with pytest.raises(TypeError, match=message):
         writer.feed(chunk)  # type: ignore[arg-type]
     # Nothing changed: the writer is still at the start of the first line.
     assert writer.feed(b".") == (b".." if factory is DataWriter else b".")

@@ -264,6 +264,7 @@ def test_keyword_lines(lines: list[str], expected: dict[str, tuple[str, ...]]) -
         (["AUTH login", "AUTH LOGIN Plain", "AUTH=PLAIN"], ("login", "Plain")),
         # A legacy keyword with nothing glued to it.
         (["AUTH= LOGIN"], ("LOGIN",)),
+        (["AUTH=X Y"], ("X", "Y")),  # a mechanism name may be one character long
         (["AUTH="], ()),
         (["AUTH"], ()),
         (["AUTH", "AUTH=XOAUTH2"], ("XOAUTH2",)),

@@ -183,9 +183,18 @@ def test_xtext_decode_refuses_what_is_not_xtext(text: str) -> None:
         xtext_decode(text)
 
 
+def test_xtext_decode_names_what_is_wrong_and_where() -> None:
+    message = (
+        "not xtext: ' ' at index 1 is neither an xchar nor a '+' followed by two upper-case "
+        "hexadecimal digits"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        xtext_decode("a b")
+
+
 @pytest.mark.parametrize("text", ["+C3", "+FF", "+C3+28", "+ED+A0+80"])
 def test_xtext_decode_refuses_octets_that_are_not_utf8(text: str) -> None:
-    with pytest.raises(ValueError, match="not UTF-8"):
+    with pytest.raises(ValueError, match=r"^the octets this xtext encodes are not UTF-8$"):
         xtext_decode(text)
 
 
@@ -196,7 +205,7 @@ def test_xtext_encode_refuses_a_lone_surrogate() -> None:
 
 @pytest.mark.parametrize("function", [xtext_encode, xtext_decode])
 def test_xtext_refuses_what_is_not_a_str(function: Any) -> None:
-    with pytest.raises(TypeError, match="text must be a str"):
+    with pytest.raises(TypeError, match=r"^text must be a str, not bytes$"):
         function(b"abc")
 
 
@@ -255,9 +264,13 @@ def test_encode_address_without_smtputf8(address: str, encoded: str, offered: bo
 def test_encode_address_with_a_non_ascii_local_part(address: str) -> None:
     # Left exactly as given, domain included: the server speaks UTF-8.
     assert encode_address(address, smtputf8_offered=True) == (address, True)
-    with pytest.raises(ServerCapabilityError, match="RFC 6531") as caught:
+    with pytest.raises(ServerCapabilityError) as caught:
         encode_address(address, smtputf8_offered=False)
     assert caught.value.extension == "SMTPUTF8"
+    assert str(caught.value) == (
+        "the local part of the address is not ASCII and the server did not announce SMTPUTF8 "
+        "(RFC 6531 section 3.2)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -274,7 +287,7 @@ def test_encode_address_refuses_a_domain_the_idna_codec_rejects(address: str) ->
 
 
 def test_encode_address_refuses_a_non_ascii_address_literal() -> None:
-    with pytest.raises(ValueError, match="address literal"):
+    with pytest.raises(ValueError, match=r"^the address literal of the address is not ASCII$"):
         encode_address("user@[ü]", smtputf8_offered=True)
 
 
@@ -339,7 +352,7 @@ def test_size_largest_with_twenty_digits() -> None:
 @pytest.mark.parametrize(
     ("size", "error", "message"),
     [
-        (-1, ValueError, "negative"),
+        (-1, ValueError, "^size must not be negative$"),
         (10**20, ValueError, "20 digits"),
         (True, TypeError, "bool"),
         (10.0, TypeError, "float"),
@@ -392,7 +405,7 @@ def test_body_binary_refused(lines: tuple[str, ...], missing: str) -> None:
 
 
 def test_body_must_be_a_body() -> None:
-    with pytest.raises(TypeError, match="body must be a Body"):
+    with pytest.raises(TypeError, match=r"^body must be a Body or None, not str$"):
         mail_parameters(EVERYTHING, tls_active=False, body="8BITMIME")  # type: ignore[arg-type]
 
 
@@ -412,7 +425,9 @@ def test_ret(ret: str, sent: str) -> None:
 
 @pytest.mark.parametrize("ret", ["", "NONE", "HEADERS", "FULL ", "HDR\u017f"])
 def test_ret_malformed(ret: str) -> None:
-    with pytest.raises(ValueError, match="'FULL' or 'HDRS'"):
+    with pytest.raises(
+        ValueError, match=r"^ret must be 'FULL' or 'HDRS' \(RFC 3461 section 4\.3\)$"
+    ):
         mail_parameters(offering("DSN"), tls_active=False, ret=ret)
 
 
@@ -503,7 +518,11 @@ def test_requiretls() -> None:
     [
         ((), True, "did not announce REQUIRETLS"),
         ((), False, "did not announce REQUIRETLS"),
-        (("REQUIRETLS",), False, "needs a TLS connection"),
+        (
+            ("REQUIRETLS",),
+            False,
+            r"^REQUIRETLS needs a TLS connection \(RFC 8689 section 4\.2\.1\)$",
+        ),
     ],
 )
 def test_requiretls_refused(lines: tuple[str, ...], tls_active: bool, message: str) -> None:
@@ -560,9 +579,9 @@ def test_mail_extra_refuses_a_keyword_an_argument_sets(keyword: str) -> None:
 
 
 def test_mail_extra_malformed() -> None:
-    with pytest.raises(TypeError, match="extra must be a mapping"):
+    with pytest.raises(TypeError, match=r"^extra must be a mapping, not list$"):
         mail_parameters(EVERYTHING, tls_active=True, extra=[("X", "y")])  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="keyword must be a str"):
+    with pytest.raises(TypeError, match=r"^ESMTP parameter keyword must be a str, not int$"):
         mail_parameters(EVERYTHING, tls_active=True, extra={1: "y"})  # type: ignore[dict-item]
 
 
@@ -601,20 +620,25 @@ def test_notify(notify: Collection[str], sent: str) -> None:
     assert rcpt_parameters(offering("DSN"), notify=notify) == {"NOTIFY": sent}
 
 
+NOTIFY_EMPTY = "notify must hold NEVER or at least one of SUCCESS, FAILURE, DELAY"
+NEVER_ALONE = "NEVER cannot be combined with other notify keywords"
+NOTIFY_KEYWORDS = "notify keywords are NEVER, SUCCESS, FAILURE and DELAY (RFC 3461 section 4.1)"
+
+
 @pytest.mark.parametrize(
     ("notify", "message"),
     [
-        ([], "at least one"),
-        (["NEVER", "SUCCESS"], "NEVER cannot be combined"),
-        (["failure", "never"], "NEVER cannot be combined"),
-        (["SOMETIMES"], "keywords are NEVER"),
-        (["SUCCESS,FAILURE"], "keywords are NEVER"),
-        ([""], "keywords are NEVER"),
-        (["SUCCE\u017f\u017f"], "keywords are NEVER"),
+        ([], NOTIFY_EMPTY),
+        (["NEVER", "SUCCESS"], NEVER_ALONE),
+        (["failure", "never"], NEVER_ALONE),
+        (["SOMETIMES"], NOTIFY_KEYWORDS),
+        (["SUCCESS,FAILURE"], NOTIFY_KEYWORDS),
+        ([""], NOTIFY_KEYWORDS),
+        (["SUCCE\u017f\u017f"], NOTIFY_KEYWORDS),
     ],
 )
 def test_notify_malformed(notify: Collection[str], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         rcpt_parameters(offering("DSN"), notify=notify)
 
 
@@ -784,9 +808,9 @@ def test_line_allowance_of_everything() -> None:
 
 
 def test_line_allowance_malformed() -> None:
-    with pytest.raises(TypeError, match="parameters must be a mapping"):
+    with pytest.raises(TypeError, match=r"^parameters must be a mapping, not list$"):
         line_allowance([("SIZE", "1")])  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="keyword must be a str"):
+    with pytest.raises(TypeError, match=r"^ESMTP parameter keyword must be a str, not NoneType$"):
         line_allowance({None: "1"})  # type: ignore[dict-item]
 
 

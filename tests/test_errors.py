@@ -8,7 +8,9 @@ from smtp_proto import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 
 def test_the_base_class_is_never_raised_itself() -> None:
-    with pytest.raises(TypeError, match="LocalProtocolError or RemoteProtocolError"):
+    with pytest.raises(
+        TypeError, match=r"^raise LocalProtocolError or RemoteProtocolError instead$"
+    ):
         ProtocolError("which side?")
 
 

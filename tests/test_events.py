@@ -28,7 +28,7 @@ def test_reply_code_is_validated(code: object) -> None:
 
 @pytest.mark.parametrize("lines", [(), ["x"], "x"])
 def test_reply_lines_are_a_non_empty_tuple(lines: object) -> None:
-    with pytest.raises(ValueError, match="lines"):
+    with pytest.raises(ValueError, match=r"^a reply has a non-empty tuple of lines$"):
         Reply(code=250, lines=lines)  # type: ignore[arg-type]
 
 
@@ -76,6 +76,12 @@ def test_events_are_frozen_and_keyword_only() -> None:
 def test_enhanced_status_code_is_validated(status_class: int, subject: int, detail: int) -> None:
     with pytest.raises(ValueError, match="must be"):
         EnhancedStatusCode(status_class=status_class, subject=subject, detail=detail)
+
+
+def test_enhanced_status_code_bounds_are_inclusive() -> None:
+    code = EnhancedStatusCode(status_class=5, subject=999, detail=999)
+    assert str(code) == "5.999.999"
+    assert str(EnhancedStatusCode(status_class=2, subject=0, detail=0)) == "2.0.0"
 
 
 def test_ehlo_features_are_frozen_even_if_the_dict_is_not() -> None:

@@ -26,11 +26,28 @@ def test_limits_must_be_positive_ints(value: object) -> None:
         Limits(max_reply_lines=value)  # type: ignore[arg-type]
 
 
+def test_the_smallest_limits_are_accepted() -> None:
+    limits = Limits(
+        max_reply_line_length=1,
+        max_reply_lines=1,
+        max_reply_size=1,
+        max_receive_buffer=1,
+        max_command_line_length=1,
+        max_commands_in_flight=1,
+        max_auth_rounds=1,
+        max_auth_line_length=1,
+    )
+    assert limits.max_reply_lines == limits.max_receive_buffer == 1
+
+
 def test_limits_must_nest() -> None:
-    with pytest.raises(ValueError, match="cannot exceed max_reply_size"):
+    with pytest.raises(ValueError, match=r"^max_reply_line_length cannot exceed max_reply_size$"):
         Limits(max_reply_line_length=100, max_reply_size=99)
-    with pytest.raises(ValueError, match="cannot exceed max_receive_buffer"):
+    with pytest.raises(ValueError, match=r"^max_reply_size cannot exceed max_receive_buffer$"):
         Limits(max_reply_size=100, max_reply_line_length=100, max_receive_buffer=99)
+    # Equal limits nest.
+    limits = Limits(max_reply_line_length=100, max_reply_size=100, max_receive_buffer=100)
+    assert limits.max_reply_size == 100
 
 
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), "10", None])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from hypothesis import given
@@ -93,6 +94,8 @@ def test_enhanced_status_codes() -> None:
     assert reply.enhanced_status == EnhancedStatusCode(status_class=2, subject=0, detail=0)
     [reply] = every_way(b"452 4.5.3 too many recipients\r\n")
     assert str(reply.enhanced_status) == "4.5.3"
+    [reply] = every_way(b"501 5.5.4 syntax error in parameters\r\n")
+    assert str(reply.enhanced_status) == "5.5.4"
 
 
 @pytest.mark.parametrize(
@@ -111,14 +114,19 @@ def test_enhanced_status_code_dropped(text: str) -> None:
     assert parse_enhanced_status(250, text) is None
 
 
+BARE_LF = "bare LF in a reply line"
+BARE_CR = "bare CR in a reply line"
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"250 ok\n", "bare LF"),
-        (b"\n", "bare LF"),
-        (b"250 o\rk\r\n", "bare CR"),
-        (b"250 ok\r\r\n", "bare CR"),
-        (b"250-a\r\n250 b\n", "bare LF"),
+        (b"250 ok\n", BARE_LF),
+        (b"\n", BARE_LF),
+        (b"250 o\rk\r\n", BARE_CR),
+        (b"250 ok\r\r\n", BARE_CR),
+        (b"\r250 ok\r\n", BARE_CR),
+        (b"250-a\r\n250 b\n", BARE_LF),
         (b"199 too low\r\n", "malformed"),
         (b"600 too high\r\n", "malformed"),
         (b"260 second digit above 5\r\n", "malformed"),
@@ -131,14 +139,30 @@ def test_enhanced_status_code_dropped(text: str) -> None:
         (b"250 nul \x00 inside\r\n", "malformed"),
         (b"250 escape \x1b[31m\r\n", "malformed"),
         (b"250 delete \x7f\r\n", "malformed"),
-        (b"250-a\r\n251 b\r\n", "changed from 250 to 251"),
+        (b"250-a\r\n251 b\r\n", "reply code changed from 250 to 251 within a multiline reply"),
     ],
 )
 def test_malformed_replies(data: bytes, message: str) -> None:
-    with pytest.raises(RemoteProtocolError, match=message):
+    # Each error names its reason; a malformed line is quoted (whole, when it is short).
+    if message == "malformed":
+        message = f"malformed reply line {data!r}"
+    exact = f"^{re.escape(message)}$"
+    with pytest.raises(RemoteProtocolError, match=exact):
         read_all(data)
-    with pytest.raises(RemoteProtocolError, match=message):
+    with pytest.raises(RemoteProtocolError, match=exact):
         read_all(data, list(range(1, len(data))))
+
+
+def test_a_long_malformed_line_is_quoted_only_in_part() -> None:
+    # The first 60 octets are enough to debug with; hostile input is never echoed whole.
+    line = b"x" * 58 + b"\r\n"
+    with pytest.raises(RemoteProtocolError) as info:
+        read_all(line)
+    assert str(info.value) == f"malformed reply line {line!r}"
+    line = b"x" * 59 + b"\r\n"
+    with pytest.raises(RemoteProtocolError) as info:
+        read_all(line)
+    assert str(info.value) == f"malformed reply line {line[:60]!r}..."
 
 
 def test_bare_cr_is_refused_as_soon_as_the_next_octet_arrives() -> None:
@@ -146,14 +170,29 @@ def test_bare_cr_is_refused_as_soon_as_the_next_octet_arrives() -> None:
     reader.feed(b"250 ok\r")
     assert reader.next_reply() is None  # the LF may still come
     reader.feed(b"x")
-    with pytest.raises(RemoteProtocolError, match="bare CR"):
+    with pytest.raises(RemoteProtocolError, match=f"^{BARE_CR}$"):
+        reader.next_reply()
+
+
+def test_a_cr_that_starts_the_buffer_is_refused_at_once() -> None:
+    reader = ReplyReader(Limits())
+    reader.feed(b"\r2")
+    with pytest.raises(RemoteProtocolError, match=f"^{BARE_CR}$"):
         reader.next_reply()
 
 
 def test_bare_lf_is_refused_before_the_reply_completes() -> None:
     reader = ReplyReader(Limits())
     reader.feed(b"250-first\n")
-    with pytest.raises(RemoteProtocolError, match="bare LF"):
+    with pytest.raises(RemoteProtocolError, match=f"^{BARE_LF}$"):
+        reader.next_reply()
+
+
+def test_a_line_end_right_after_a_reply_is_still_checked() -> None:
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 ok\r\n\n250 ok\r\n")
+    assert reader.next_reply() is not None
+    with pytest.raises(RemoteProtocolError, match=f"^{BARE_LF}$"):
         reader.next_reply()
 
 
@@ -196,13 +235,19 @@ def test_reply_size_limit() -> None:
         read_all(line * 3, limits=limits)
     [reply] = every_way(line + line + b"250 " + b"x" * 2 + b"\r\n", limits)
     assert len(reply.raw) == 40
+    # The count starts again with each reply.
+    first, second = read_all(reply.raw * 2, [40, 41], limits)
+    assert first == second == reply
 
 
 def test_receive_buffer_limit_refuses_before_buffering() -> None:
     reader = ReplyReader(LIMITS)
     reader.feed(b"x" * 64)
-    with pytest.raises(RemoteProtocolError, match="max_receive_buffer"):
+    with pytest.raises(RemoteProtocolError) as info:
         reader.feed(b"y")
+    assert str(info.value) == (
+        "the server sent more than 64 octets without completing a reply (Limits.max_receive_buffer)"
+    )
     assert reader.buffered == 64
 
 
@@ -216,6 +261,16 @@ def test_clear_forgets_everything() -> None:
     reply = reader.next_reply()
     assert reply is not None
     assert reply.lines == ("fresh",)
+
+
+def test_clear_forgets_how_far_the_buffer_was_scanned() -> None:
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 x")
+    assert reader.next_reply() is None
+    reader.clear()
+    reader.feed(b"\n")
+    with pytest.raises(RemoteProtocolError, match=f"^{BARE_LF}$"):
+        reader.next_reply()
 
 
 def test_work_is_linear_when_fed_byte_by_byte() -> None:
@@ -232,7 +287,14 @@ def test_work_is_linear_when_fed_byte_by_byte() -> None:
             replies.append(reply)
     assert len(replies) == 1
     assert replies[0].raw == data
-    assert reader.bytes_examined <= 2 * len(data)
+    # Every octet is examined once, except that a CR at the end of what has arrived is
+    # looked at again with the octet after it: once per line here.
+    assert reader.bytes_examined == len(data) + 16
+    # Fed whole, nothing is examined twice.
+    reader = ReplyReader(Limits())
+    reader.feed(data)
+    assert reader.next_reply() == replies[0]
+    assert reader.bytes_examined == len(data)
 
 
 # -- properties ---------------------------------------------------------------------------

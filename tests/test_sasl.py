@@ -153,7 +153,9 @@ def test_login_prompts(user_prompt: bytes, password_prompt: bytes) -> None:
     assert login.initial_response() is None
     assert login.respond(user_prompt) == b"alice"
     assert login.respond(password_prompt) == b"pencil"
-    with pytest.raises(SaslError, match="third"):
+    with pytest.raises(
+        SaslError, match=r"^LOGIN expects two challenges, and the server sent a third$"
+    ):
         login.respond(b"Password:")
 
 
@@ -161,6 +163,10 @@ def test_login_answers_recognised_prompts_in_any_order() -> None:
     login = Login("alice", "p\u00e4ss")
     assert login.respond(b"Password:") == b"p\xc3\xa4ss"
     assert login.respond(b"Username:") == b"alice"
+    # Spaces inside a prompt do not matter either.
+    login = Login("alice", "pencil")
+    assert login.respond(b"Pass word:") == b"pencil"
+    assert login.respond(b"User Name:") == b"alice"
 
 
 def test_login_starts_afresh_with_each_exchange() -> None:
@@ -181,7 +187,9 @@ def test_cram_md5_rfc2195_example() -> None:
     assert cram.initial_response() is None
     response = cram.respond(b"<1896.697170952@postoffice.reston.mci.net>")
     assert response == b"tim b913a602c7eda7a495b4e6e7334d3890"
-    with pytest.raises(SaslError, match="one challenge"):
+    with pytest.raises(
+        SaslError, match=r"^CRAM-MD5 has one challenge, and the server sent another$"
+    ):
         cram.respond(b"<1896.697170952@postoffice.reston.mci.net>")
     # A new exchange answers again.
     assert cram.initial_response() is None
@@ -189,7 +197,7 @@ def test_cram_md5_rfc2195_example() -> None:
 
 
 def test_cram_md5_refuses_an_empty_challenge() -> None:
-    with pytest.raises(SaslError, match="empty"):
+    with pytest.raises(SaslError, match=r"^the CRAM-MD5 challenge is empty$"):
         CramMD5("tim", "tanstaaftanstaaf").respond(b"")
 
 
@@ -282,7 +290,7 @@ def test_oauthbearer_error_challenge() -> None:
 @pytest.mark.parametrize(
     ("host", "port", "error", "message"),
     [
-        ("", None, ValueError, "host is empty"),
+        ("", None, ValueError, "^host is empty or contains a character other than visible ASCII$"),
         ("mx example", None, ValueError, "visible ASCII"),
         ("mx\x01", None, ValueError, "visible ASCII"),
         ("b\u00fccher.example", None, ValueError, "visible ASCII"),
@@ -298,6 +306,20 @@ def test_oauthbearer_refuses_bad_host_or_port(
 ) -> None:
     with pytest.raises(error, match=message):
         OAuthBearer("u", "t", host=host, port=port)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("port", [1, 65535])
+def test_oauthbearer_port_bounds_are_inclusive(port: int) -> None:
+    bearer = OAuthBearer("u", "t", port=port)
+    assert bearer.initial_response() == f"n,a=u,\x01port={port}\x01auth=Bearer t\x01\x01".encode()
+
+
+def test_oauthbearer_repr_shows_host_and_port_only_when_given() -> None:
+    assert repr(OAuthBearer("alice", "t")) == "OAuthBearer(username='alice')"
+    assert (
+        repr(OAuthBearer("alice", "t", host="mx.example", port=587))
+        == "OAuthBearer(username='alice', host='mx.example', port=587)"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -340,10 +362,14 @@ def test_tokens_must_be_visible_ascii(cls: type[XOAuth2 | OAuthBearer], token: s
 
 @pytest.mark.parametrize("cls", OAUTH_CLASSES)
 def test_token_types(cls: type[XOAuth2 | OAuthBearer]) -> None:
-    with pytest.raises(TypeError, match="token must be a str or a callable returning one"):
+    with pytest.raises(
+        TypeError, match=r"^token must be a str or a callable returning one, not bytes$"
+    ):
         cls("u", b"token")  # type: ignore[arg-type]
     mechanism = cls("u", lambda: b"token")  # type: ignore[arg-type,return-value]
-    with pytest.raises(TypeError, match="the token the callable returned must be a str"):
+    with pytest.raises(
+        TypeError, match=r"^the token the callable returned must be a str, not bytes$"
+    ):
         mechanism.initial_response()
 
 
@@ -352,6 +378,19 @@ def test_token_types(cls: type[XOAuth2 | OAuthBearer]) -> None:
 def test_oauth_username_refuses_separators(cls: type[XOAuth2 | OAuthBearer], username: str) -> None:
     with pytest.raises(ValueError, match="username must not contain"):
         cls(username, "t")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Plain("XAVIER", "p", authzid="XENIA"),
+        lambda: External("XENIA"),
+        lambda: XOAuth2("XAVIER", "t"),
+        lambda: OAuthBearer("XAVIER", "t"),
+    ],
+)
+def test_only_the_separators_are_refused_in_names(make: Callable[[], Mechanism]) -> None:
+    assert b"X" in (make().initial_response() or b"")
 
 
 # ---------------------------------------------------------------------------------------
@@ -364,7 +403,7 @@ def test_external() -> None:
     assert repr(external) == "External()"
     # One unexpected challenge gets an empty answer, a second ends the exchange.
     assert external.respond(b"") == b""
-    with pytest.raises(SaslError, match="no further challenge"):
+    with pytest.raises(SaslError, match=r"^EXTERNAL expects no further challenge$"):
         external.respond(b"")
     external = External("postmaster@example.com")
     assert external.initial_response() == b"postmaster@example.com"
@@ -396,6 +435,8 @@ def test_external_starts_afresh_with_each_exchange() -> None:
         ("\u2168", "IX"),  # NFKC
         # Non-ASCII spaces become SPACE; ASCII space stays.
         ("a\u00a0b\u3000c d", "a b c d"),
+        # OGHAM SPACE MARK, which NFKC alone would leave as it is.
+        ("a\u1680b", "a b"),
         # Right-to-left text on its own, digits inside, is fine.
         ("\u0627\u0031\u0628", "\u0627\u0031\u0628"),
         # An unassigned code point (in Unicode 3.2) is allowed in a query.
@@ -432,7 +473,37 @@ def test_saslprep_refuses(value: str, message: str) -> None:
 
 @pytest.mark.parametrize("value", ["x\x07y", "\u0627x\u0627", "x\u0627", "\u0627x"])
 def test_saslprep_does_not_say_which_character_of_a_secret(value: str) -> None:
-    with pytest.raises(ValueError, match=r"^password is refused by SASLprep, [^:]*$"):
+    with pytest.raises(ValueError, match=r"^password is refused by SASLprep, [^:]*\)$"):
+        _sasl._saslprep(value, "password", secret=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "rule", "where"),
+    [
+        ("\x07", "a prohibited character (RFC 4013 section 2.3)", "U+0007 at index 0"),
+        (
+            "\u0627\x31",
+            "right-to-left text must end right-to-left (RFC 3454 section 6)",
+            "U+0031 at index 1",
+        ),
+        (
+            "1\u0627",
+            "right-to-left text must start right-to-left (RFC 3454 section 6)",
+            "U+0031 at index 0",
+        ),
+        (
+            "\u0627a\u0627",
+            "left-to-right and right-to-left text mixed (RFC 3454 section 6)",
+            "U+0061 at index 1",
+        ),
+    ],
+)
+def test_saslprep_messages(value: str, rule: str, where: str) -> None:
+    message = f"username is refused by SASLprep, {rule}: {where}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        _sasl._saslprep(value, "username", secret=False)
+    message = f"password is refused by SASLprep, {rule}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         _sasl._saslprep(value, "password", secret=True)
 
 
@@ -513,7 +584,8 @@ def test_scram_draws_a_fresh_nonce_for_each_exchange(cls: type[ScramSha1 | Scram
     nonces = set()
     for _ in range(3):
         first = scram.initial_response()
-        match = re.fullmatch(rb"n,,n=user,r=([\x21-\x2b\x2d-\x7e]{24,})", first)
+        # 192 random bits, in 32 printable characters.
+        match = re.fullmatch(rb"n,,n=user,r=([\x21-\x2b\x2d-\x7e]{32})", first)
         assert match is not None
         nonces.add(match[1])
     assert len(nonces) == 3
@@ -522,17 +594,39 @@ def test_scram_draws_a_fresh_nonce_for_each_exchange(cls: type[ScramSha1 | Scram
 @pytest.mark.parametrize(
     ("arguments", "error", "message"),
     [
-        ({"username": ""}, ValueError, "username is empty after SASLprep"),
+        (
+            {"username": ""},
+            ValueError,
+            r"^username is empty after SASLprep \(RFC 5802 section 5\.1\)$",
+        ),
         ({"username": "\u00ad"}, ValueError, "username is empty after SASLprep"),
-        ({"username": "a\x07"}, ValueError, "username is refused by SASLprep"),
-        ({"password": "a\x07"}, ValueError, "password is refused by SASLprep"),
+        (
+            {"username": "a\x07"},
+            ValueError,
+            (
+                r"^username is refused by SASLprep, a prohibited character "
+                r"\(RFC 4013 section 2\.3\): U\+0007 at index 1$"
+            ),
+        ),
+        # The password's offending character is not shown.
+        (
+            {"password": "a\x07"},
+            ValueError,
+            r"^password is refused by SASLprep, a prohibited character \(RFC 4013 section 2\.3\)$",
+        ),
         ({"nonce": ""}, ValueError, "nonce is empty"),
         ({"nonce": "a,b"}, ValueError, "nonce is empty or contains"),
-        ({"nonce": "a b"}, ValueError, "nonce is empty or contains"),
-        ({"nonce": 5}, TypeError, "nonce must be a str"),
+        (
+            {"nonce": "a b"},
+            ValueError,
+            "^nonce is empty or contains a character other than visible ASCII$",
+        ),
+        ({"nonce": 5}, TypeError, "^nonce must be a str, not int$"),
         ({"max_iterations": 0}, ValueError, "max_iterations must be at least 1"),
         ({"max_iterations": True}, TypeError, "max_iterations must be an int"),
-        ({"max_iterations": 1.5}, TypeError, "max_iterations must be an int"),
+        ({"max_iterations": 1.5}, TypeError, "^max_iterations must be an int, not float$"),
+        ({"username": 5}, TypeError, "^username must be a str, not int$"),
+        ({"password": 5}, TypeError, "^password must be a str, not int$"),
     ],
 )
 @pytest.mark.parametrize("cls", SCRAM_CLASSES)
@@ -613,8 +707,66 @@ def test_scram_refuses_bad_server_first(server_first: bytes, message: str) -> No
         scram.success()
 
 
+@pytest.mark.parametrize(
+    ("server_first", "message"),
+    [
+        (b"\xff", "the server-first-message is not UTF-8 (RFC 5802 section 7)"),
+        (
+            b"m=ext,r=fyko+d2lbbFgONRv9qkxdawLxyz,s=QSXCR+Q6sek8bf92,i=4096",
+            "the server requires a SCRAM extension (m=) this client lacks",
+        ),
+        (
+            b"r=fyko+d2lbbFgONRv9qkxdawLxyz,i=4096",
+            "the server-first-message must begin with r=, s= and i=",
+        ),
+        (
+            b"r=AAAA+d2lbbFgONRv9qkxdawLxyz,s=QSXCR+Q6sek8bf92,i=4096",
+            "the server's nonce does not begin with the client's",
+        ),
+        (
+            b"r=fyko+d2lbbFgONRv9qkxdawL,s=QSXCR+Q6sek8bf92,i=4096",
+            "the server added nothing to the client's nonce",
+        ),
+        (
+            b"r=fyko+d2lbbFgONRv9qkxdawL x,s=QSXCR+Q6sek8bf92,i=4096",
+            "the server's nonce contains a character that is not allowed",
+        ),
+        (b"r=fyko+d2lbbFgONRv9qkxdawLxyz,s=QSXCR+Q6sek8bf9,i=4096", "the salt is not valid base64"),
+        (
+            b"r=fyko+d2lbbFgONRv9qkxdawLxyz,s=QSXCR+Q6sek8bf92,i=0",
+            "the iteration count is not a positive number of at most 10 digits",
+        ),
+    ],
+)
+def test_scram_server_first_messages(server_first: bytes, message: str) -> None:
+    with pytest.raises(SaslError) as caught:
+        sha1_scram().respond(server_first)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("server_final", "message"),
+    [
+        (b"\xc3", "the server-final-message is not UTF-8 (RFC 5802 section 7)"),
+        (b"x=rmF9pqV8S7suAoZWja4dJRkFsKQ=", "the server-final-message must begin with v= or e="),
+        (
+            b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "the server's signature is wrong: it does not know the password",
+        ),
+    ],
+)
+def test_scram_server_final_messages(server_final: bytes, message: str) -> None:
+    scram = sha1_scram()
+    scram.respond(SHA1_SERVER_FIRST)
+    with pytest.raises(SaslError) as caught:
+        scram.respond(server_final)
+    assert str(caught.value) == message
+
+
 def test_scram_iteration_limit_is_a_constructor_argument() -> None:
     assert MAX_SCRAM_ITERATIONS == 10_000_000
+    # The smallest limit is one iteration.
+    assert ScramSha1("user", "pencil", max_iterations=1).initial_response().startswith(b"n,,")
     scram = sha1_scram(max_iterations=4095)
     with pytest.raises(SaslError, match="4096 iterations, more than the limit of 4095"):
         scram.respond(SHA1_SERVER_FIRST)
@@ -677,7 +829,9 @@ def test_scram_server_final_may_carry_extensions() -> None:
 
 def test_scram_success_without_verification() -> None:
     scram = ScramSha1("user", "pencil", nonce=SHA1_NONCE)
-    with pytest.raises(SaslError, match="accepted without proving it knows the password"):
+    with pytest.raises(
+        SaslError, match=r"^the server accepted without proving it knows the password$"
+    ):
         scram.success()  # before anything
     scram.initial_response()
     with pytest.raises(SaslError, match="without proving"):
@@ -949,7 +1103,10 @@ def test_argument_errors_never_show_a_secret(make: Callable[[], Mechanism]) -> N
 )
 @pytest.mark.parametrize("value", [b"bytes", None, 5])
 def test_text_arguments_must_be_str(make: Callable[[object], object], value: object) -> None:
-    with pytest.raises(TypeError, match="must be a str"):
+    # The message names the argument and the type it got.
+    with pytest.raises(
+        TypeError, match=f"^(username|password|authzid) must be a str, not {type(value).__name__}$"
+    ):
         make(value)
 
 
@@ -1010,5 +1167,7 @@ def test_choose_mechanism_ignores_case() -> None:
 
 
 def test_choose_mechanism_refuses_a_str() -> None:
-    with pytest.raises(TypeError, match="not a str"):
+    with pytest.raises(
+        TypeError, match=r"^offered must be an iterable of names such as a list, not a str$"
+    ):
         choose_mechanism("PLAIN LOGIN", password_mechanisms("alice", "pencil"))

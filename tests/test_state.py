@@ -12,10 +12,12 @@ from smtp_proto import (
     PAUSED,
     ClientConnection,
     Command,
+    EhloFeatures,
     Event,
     LocalProtocolError,
     Mechanism,
     RemoteProtocolError,
+    Reply,
     State,
 )
 from smtp_proto._state import (
@@ -239,6 +241,12 @@ def test_every_command_and_reply_class(command: Command, kind: ReplyClass) -> No
         return
     [event] = feed(conn, REPLY_FOR[kind])
     assert type(event).__name__ == expected
+    # Every event carries the reply it comes from (a Reply event is that reply).
+    reply = event if isinstance(event, Reply) else getattr(event, "reply", None)
+    assert isinstance(reply, Reply)
+    assert reply.raw == REPLY_FOR[kind]
+    if isinstance(event, EhloFeatures):
+        assert event.esmtp is (command is not Command.HELO)
     changes = REPLY_TRANSITIONS[command, kind][1]
     assert conn.state is changes.get(before, before)
     assert conn.commands_in_flight == 0

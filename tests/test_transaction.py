@@ -62,6 +62,7 @@ def test_data_with_one_refused_recipient(keywords: tuple[str, ...]) -> None:
     assert refused.address == "nobody@example.net"
     assert refused.reply is not None
     assert refused.reply.code == 550
+    assert refused.message_reply is None  # the message's reply is not this recipient's
     assert not refused.transient
     assert [r.address for r in result.delivered_recipients] == [
         "bob@example.net",
@@ -91,6 +92,25 @@ def test_bdat_waits_for_the_recipients_then_chunks() -> None:
     assert server.writes == 3  # EHLO; MAIL and RCPT; the chunks, pipelined
 
 
+def test_content_waits_for_the_recipients_by_default() -> None:
+    # Even a one-octet message is not pipelined with the envelope unless asked for.
+    server = FakeServer()
+    tx, _, _ = send(server, "a@example.org", ["b@example.org"], b"x")
+    assert tx.result.outcome is MessageOutcome.ACCEPTED
+    assert server.writes == 3  # EHLO; MAIL and RCPT; BDAT
+    server = FakeServer()
+    conn, events = connect(server)
+    tx = MailTransaction(conn, "a@example.org", ["b@example.org"], b"x")
+    pump(conn, server, events, tx)
+    assert tx.result.outcome is MessageOutcome.ACCEPTED
+    assert server.writes == 3
+    assert server.commands[1:] == [
+        "MAIL FROM:<a@example.org> SIZE=1",
+        "RCPT TO:<b@example.org>",
+        "BDAT 1 LAST",
+    ]
+
+
 def test_small_content_may_travel_with_the_envelope() -> None:
     server = FakeServer()
     tx, _, _ = send(
@@ -108,6 +128,11 @@ def test_binary_content_goes_out_exactly() -> None:
     assert tx.result.outcome is MessageOutcome.ACCEPTED
     assert server.messages == [content]
     assert server.commands[1] == "MAIL FROM:<a@example.org> BODY=BINARYMIME"
+    # Binary content is sent as it is, so its declared size is its length: the bare LF
+    # counts once.
+    server = FakeServer(keywords=("PIPELINING", "CHUNKING", "BINARYMIME", "SIZE 100"))
+    send(server, "a@example.org", ["b@example.org"], content, body_type=Body.BINARY_MIME)
+    assert server.commands[1] == "MAIL FROM:<a@example.org> SIZE=7 BODY=BINARYMIME"
 
 
 @pytest.mark.parametrize("keywords", [DATA_ONLY, NO_PIPELINING, ("PIPELINING", "CHUNKING")])
@@ -173,6 +198,41 @@ def test_refused_chunk_stops_the_content_and_resets() -> None:
     assert server.commands[-1] == "RSET"
 
 
+def test_a_refused_chunk_before_the_last_resets_even_when_all_were_sent() -> None:
+    # Four chunks go out together; the server refuses the third. The refusal answers that
+    # chunk, not the end of the message, so the server may still hold the transaction.
+    answers = iter([b"250 2.0.0 ok\r\n", b"250 2.0.0 ok\r\n", b"552 5.3.4 too big\r\n"])
+    server = FakeServer(bdat=lambda _: next(answers))
+    tx, _, _ = send(server, "a@example.org", ["b@example.org"], b"0123456789", chunk_size=3)
+    assert tx.result.outcome is MessageOutcome.REJECTED
+    assert tx.result.message_reply is not None
+    assert tx.result.message_reply.code == 552
+    assert [c for c in server.commands if c.startswith("BDAT")] == [
+        "BDAT 3",
+        "BDAT 3",
+        "BDAT 3",
+        "BDAT 1 LAST",
+    ]
+    assert server.commands[-1] == "RSET"
+
+
+def test_a_failure_never_resets_a_later_transaction() -> None:
+    # The first message's first chunk is refused after the second message has been pipelined
+    # behind it: an RSET now would destroy the second transaction, not the first.
+    answers = iter([b"552 5.3.4 too big\r\n"])
+    server = FakeServer(bdat=lambda _: next(answers, b"250 2.0.0 chunk ok\r\n"))
+    conn, events = connect(server)
+    first = conn.send_message(
+        "a@example.org", ["b@example.org"], b"0123456789", chunk_size=4, pipeline_content_up_to=64
+    )
+    assert conn.can_start_transaction
+    second = conn.send_message("a@example.org", ["c@example.org"], b"x", pipeline_content_up_to=64)
+    pump(conn, server, events)
+    assert first.result.outcome is MessageOutcome.REJECTED
+    assert second.result.outcome is MessageOutcome.ACCEPTED
+    assert "RSET" not in server.commands
+
+
 def test_content_rejected_at_the_end() -> None:
     server = FakeServer(message=lambda _: b"554 5.7.1 spam\r\n")
     tx, _, _ = send(server, "a@example.org", ["b@example.org"], b"buy now")
@@ -200,6 +260,10 @@ def test_lmtp_mixed_results() -> None:
     assert result.outcome is MessageOutcome.PARTIALLY_ACCEPTED
     assert [r.delivered for r in result.recipients] == [True, False, True]
     assert result.recipients[1].transient
+    # The transaction's message reply is the first of the per-recipient ones.
+    assert result.message_reply is not None
+    assert result.message_reply.code == 250
+    assert [r.message_reply.code for r in result.recipients if r.message_reply] == [250, 452, 250]
 
 
 @pytest.mark.parametrize("keywords", [DATA_ONLY, ("PIPELINING", "CHUNKING")])
@@ -257,6 +321,11 @@ def test_size_is_declared_and_enforced() -> None:
     server = FakeServer(keywords=("PIPELINING", "SIZE 100"))
     send(server, "a@example.org", ["b@example.org"], b"a\nb\n")
     assert server.commands[1] == "MAIL FROM:<a@example.org> SIZE=6"  # bare LFs counted as CRLF
+    send(server, "a@example.org", ["b@example.org"], b"a\r\nb\rc\nd")
+    # Each bare CR and bare LF grows into a CRLF; a CRLF stays as it is.
+    assert server.commands[-3] == "MAIL FROM:<a@example.org> SIZE=10"
+    send(server, "a@example.org", ["b@example.org"], b"x", size=50)
+    assert server.commands[-3] == "MAIL FROM:<a@example.org> SIZE=50"
     conn, _ = connect(server)
     with pytest.raises(ServerCapabilityError) as info:
         conn.send_message("a@example.org", ["b@example.org"], b"x" * 101)
@@ -280,7 +349,9 @@ def test_eight_bit_chunk_to_a_seven_bit_server_stops_the_message() -> None:
     server = FakeServer(keywords=("PIPELINING",))
     conn, events = connect(server)
     tx = conn.send_message("a@example.org", ["b@example.org"], [b"ascii\r\n", b"caf\xc3\xa9\r\n"])
-    with pytest.raises(LocalProtocolError, match="8BITMIME"):
+    with pytest.raises(
+        LocalProtocolError, match=r"^8-bit content, but the server does not offer 8BITMIME$"
+    ):
         pump(conn, server, events, tx)
     # Half the message is on the wire and DATA cannot be taken back: the connection is done.
     assert conn.state.name == "ERROR"
@@ -293,6 +364,8 @@ def test_internationalised_addresses() -> None:
     send(server, "a@b\u00fccher.example", ["\u7528\u6237@example.com"], b"x")
     assert server.commands[1] == "MAIL FROM:<a@xn--bcher-kva.example> SMTPUTF8"
     assert server.commands[2] == "RCPT TO:<\u7528\u6237@example.com>"
+    send(server, "j\u00f6rg@example.org", ["b@example.org"], b"x")
+    assert server.commands[-3] == "MAIL FROM:<j\u00f6rg@example.org> SMTPUTF8"
     server = FakeServer(keywords=("PIPELINING",))
     conn, _ = connect(server)
     with pytest.raises(ServerCapabilityError) as info:
@@ -327,6 +400,40 @@ def test_dsn_per_recipient() -> None:
     conn, _ = connect(server)
     with pytest.raises(ServerCapabilityError):
         conn.send_message("a@example.org", ["b@example.org"], b"x", ret="FULL")
+
+
+def test_further_mail_and_rcpt_parameters() -> None:
+    server = FakeServer()
+    send(
+        server,
+        "a@example.org",
+        [Recipient(address="b@example.org", parameters={"X-FLAG": "1"})],
+        b"x",
+        mail_options={"X-OPTION": None},
+    )
+    assert server.commands[1] == "MAIL FROM:<a@example.org> SIZE=1 X-OPTION"
+    assert server.commands[2] == "RCPT TO:<b@example.org> X-FLAG=1"
+
+
+def test_requiretls_over_tls() -> None:
+    server = FakeServer(keywords=("PIPELINING", "REQUIRETLS"))
+    conn, events = connect(server, tls_active=True)
+    tx = conn.send_message("a@example.org", ["b@example.org"], b"x", requiretls=True)
+    pump(conn, server, events, tx)
+    assert tx.result.outcome is MessageOutcome.ACCEPTED
+    assert server.commands[1] == "MAIL FROM:<a@example.org> REQUIRETLS"
+
+
+def test_the_largest_envelope_with_dsn_fits() -> None:
+    # A path of 256 octets (RFC 5321 section 4.5.3.1.3) and an ENVID parameter of 100
+    # characters (RFC 3461 section 4.4) make a MAIL line longer than 512 octets less the
+    # allowance of its parameters, but within 512 plus that allowance.
+    sender = "a" * 64 + "@" + "b" * 189
+    envid = "e" * 94
+    server = FakeServer()
+    tx, _, _ = send(server, sender, ["c@example.org"], b"x", ret="FULL", envid=envid)
+    assert tx.result.outcome is MessageOutcome.ACCEPTED
+    assert server.commands[1] == f"MAIL FROM:<{sender}> SIZE=1 RET=FULL ENVID={envid}"
 
 
 @pytest.mark.parametrize(
@@ -389,11 +496,15 @@ def test_streamed_content() -> None:
     tx.feed_body(b"part one\n")
     tx.feed_body(b".part two")
     tx.end_body()
-    with pytest.raises(LocalProtocolError, match="no message content is wanted"):
+    with pytest.raises(
+        LocalProtocolError, match=r"^no message content is wanted now \(see body_wanted\)$"
+    ):
         tx.feed_body(b"late")
     pump(conn, server, events, tx)
     assert tx.result.outcome is MessageOutcome.ACCEPTED
     assert server.messages == [b"part one\r\n.part two\r\n"]
+    # Content not seen in advance is declared 8-bit where the server allows it.
+    assert server.commands[1] == "MAIL FROM:<a@example.org> BODY=8BITMIME"
 
 
 def test_iterable_content_and_back_to_back_transactions() -> None:
@@ -412,21 +523,38 @@ def test_iterable_content_and_back_to_back_transactions() -> None:
 
 def test_a_transaction_needs_a_ready_session() -> None:
     conn = ClientConnection()
-    with pytest.raises(LocalProtocolError, match="EHLO"):
+    with pytest.raises(
+        LocalProtocolError, match=r"^send EHLO \(or LHLO\) before a mail transaction$"
+    ):
         conn.send_message("a@example.org", ["b@example.org"], b"x")
     server = FakeServer(keywords=("8BITMIME",))
     conn, _ = connect(server)
     conn.noop()
-    with pytest.raises(LocalProtocolError, match="can_start_transaction"):
+    with pytest.raises(
+        LocalProtocolError,
+        match=r"^a mail transaction cannot start now: wait until can_start_transaction$",
+    ):
         conn.send_message("a@example.org", ["b@example.org"], b"x")
 
 
 def test_text_is_not_content() -> None:
     conn, _ = connect(FakeServer())
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^message content must be bytes, not str$"):
         conn.send_message("a@example.org", ["b@example.org"], "text")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="sender"):
+    with pytest.raises(
+        ValueError, match=r"^a sender is needed \(or an email message to take it from\)$"
+    ):
         conn.send_message(None, ["b@example.org"], b"x")
+    with pytest.raises(ValueError, match=r"^at least one recipient is needed$"):
+        conn.send_message("a@example.org", [], b"x")
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 1.5, "1"])
+def test_chunk_size_is_a_positive_int(chunk_size: object) -> None:
+    conn, _ = connect(FakeServer())
+    with pytest.raises(ValueError, match=r"^chunk_size must be a positive int$"):
+        conn.send_message("a@example.org", ["b@example.org"], b"x", chunk_size=chunk_size)  # type: ignore[arg-type]
+    assert conn.data_to_send() == b""
 
 
 def test_content_in_any_bytes_like_form() -> None:
@@ -450,15 +578,63 @@ def test_email_message_with_an_explicit_envelope() -> None:
     assert server.commands[2] == "RCPT TO:<carol@example.net> NOTIFY=NEVER"
 
 
+@pytest.mark.parametrize(
+    "recipient", ["bob@example.net", Recipient(address="bob@example.net")], ids=["str", "Recipient"]
+)
+def test_explicit_recipients_decide_smtputf8_not_the_headers(recipient: str | Recipient) -> None:
+    # The Bcc header is never sent, and its recipient is not among those given: nothing in
+    # what is sent needs SMTPUTF8.
+    message = EmailMessage()
+    message["From"] = "alice@example.org"
+    message["To"] = "bob@example.net"
+    message["Bcc"] = "j\u00f6rg@example.net"
+    message.set_content("Hi.\n")
+    server = FakeServer(keywords=("PIPELINING", "SMTPUTF8", "8BITMIME"))
+    tx, _, _ = send(server, None, [recipient], message)
+    assert [r.address for r in tx.result.recipients] == ["bob@example.net"]
+    assert server.commands[1] == "MAIL FROM:<alice@example.org>"
+
+
+def test_a_message_whose_headers_need_smtputf8() -> None:
+    # Only a header holds a non-ASCII address: the message still needs SMTPUTF8, and the
+    # header goes as UTF-8.
+    message = EmailMessage()
+    message["From"] = "alice@example.org"
+    message["To"] = "bob@example.net"
+    message["Reply-To"] = "j\u00f6rg@example.net"
+    message.set_content("Hi.\n")
+    server = FakeServer(keywords=("PIPELINING", "SMTPUTF8", "8BITMIME"))
+    tx, _, _ = send(server, None, None, message)
+    assert tx.result.outcome is MessageOutcome.ACCEPTED
+    assert server.commands[1] == "MAIL FROM:<alice@example.org> BODY=8BITMIME SMTPUTF8"
+    [content] = server.messages
+    assert "Reply-To: j\u00f6rg@example.net".encode() in content
+
+
 def test_pull_body_needs_content_and_end_body_needs_the_moment() -> None:
     server = FakeServer(keywords=DATA_ONLY)
     conn, events = connect(server)
     tx = conn.send_message("a@example.org", ["b@example.org"])
-    with pytest.raises(LocalProtocolError, match="no message content is wanted"):
+    with pytest.raises(
+        LocalProtocolError, match=r"^no message content is wanted now \(see body_wanted\)$"
+    ):
         tx.end_body()
     pump(conn, server, events)
-    with pytest.raises(LocalProtocolError, match="use feed_body"):
+    with pytest.raises(
+        LocalProtocolError, match=r"^no content was given: use feed_body\(\) and end_body\(\)$"
+    ):
         tx.pull_body()
+
+
+def test_the_end_of_the_content_goes_with_its_last_piece() -> None:
+    server = FakeServer(keywords=DATA_ONLY)
+    conn, events = connect(server)
+    tx = conn.send_message("a@example.org", ["b@example.org"], b"hello")
+    pump(conn, server, events)
+    assert tx.body_wanted
+    tx.pull_body()
+    assert not tx.body_wanted
+    assert conn.data_to_send() == b"hello\r\n.\r\n"
 
 
 def test_pipelined_content_for_recipients_all_refused() -> None:
