@@ -5,7 +5,7 @@
 # code of smtp_proto/ (not smtp_proto/testing/), one at a time, and runs the engine's unit
 # tests against each: a change no test notices ("survived") is a behaviour nothing asserts.
 # The score is the share of changes some test noticed ("killed"); below
-# SMTP_PROTO_MUTATION_MIN percent (90 unless set) the script fails. docs/testing.rst
+# SMTP_PROTO_MUTATION_MIN percent (90 unless set) the script fails. docs/how-it-is-tested.rst
 # records the last score and why the survivors that remain are harmless.
 #
 # It is slow, so it is not part of tests/run.sh or CI: about 3,100 mutants took some 35
