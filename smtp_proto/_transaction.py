@@ -317,7 +317,6 @@ class MailTransaction:
         self._outcome: MessageOutcome | None = None
         self._content_started = False  # DATA's 354 came, or BDAT may flow
         self._content_ended = False  # the final dot or BDAT LAST is sent
-        self._content_refused = False
         self._held_chunk = b""  # BDAT: the chunk kept back to go out with LAST
         # BDAT chunks other than the last, sent and accepted: once they match, a refusal
         # answers the end of the message, not a chunk.
@@ -530,7 +529,6 @@ class MailTransaction:
             # DATA or a chunk was refused, not the end of the message: the content stops
             # here, and the server may still hold the transaction.
             self._record_message_reply(reply)
-            self._content_refused = True
             self._reset_if_needed()
             self._finish(MessageOutcome.REJECTED)
             return

@@ -8,7 +8,7 @@
 # SMTP_PROTO_MUTATION_MIN percent (90 unless set) the script fails. docs/how-it-is-tested.rst
 # records the last score and why the survivors that remain are harmless.
 #
-# It is slow, so it is not part of tests/run.sh or CI: about 3,100 mutants took some 35
+# It is slow, so it is not part of tests/run.sh or CI: about 3,100 mutants took 25 to 40
 # minutes on one core of a 2-core machine. SMTP_PROTO_MUTATION_JOBS (1 unless set) is the
 # number of mutants tested at once.
 #
