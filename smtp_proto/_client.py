@@ -160,18 +160,12 @@ def execute(
         command()
     fresh = True
     while True:
-        data = conn.data_to_send()
-        if data:
-            yield Write(data)
+        yield from _flush(conn)
         event = conn.next_event()
         if event is NEED_DATA:
             # Pulling events may have written (an AUTH response, the HELO fallback).
-            data = conn.data_to_send()
-            if data:
-                yield Write(data)
-            received = yield Read(conn.timeout, fresh)
+            yield from _receive(conn, fresh)
             fresh = False
-            conn.receive_data(received or b"")
             continue
         if event is PAUSED:
             raise AssertionError("execute() is not used while a TLS handshake is due")
@@ -255,9 +249,7 @@ def send_transaction(
     what it was given."""
     fresh = True
     while not transaction.done:
-        data = conn.data_to_send()
-        if data:
-            yield Write(data)
+        yield from _flush(conn)
         if transaction.body_wanted:
             if external_body:
                 chunk = yield NeedBody()
@@ -270,16 +262,11 @@ def send_transaction(
             continue
         event = conn.next_event()
         if event is NEED_DATA:
-            # (Every reply in a transaction gives an event, so nothing was written since
-            # the loop's flush: the read can start at once.)
-            received = yield Read(conn.timeout, fresh)
+            yield from _receive(conn, fresh)
             fresh = False
-            conn.receive_data(received or b"")
         else:
             fresh = True
-    data = conn.data_to_send()
-    if data:
-        yield Write(data)
+    yield from _flush(conn)
     return transaction.result
 
 
@@ -334,24 +321,32 @@ def send_transactions(
         event = conn.next_event()
         if event is NEED_DATA:
             # Everything received has been answered: write it all at once, then read.
-            data = conn.data_to_send()
-            if data:
-                yield Write(data)
-            received = yield Read(conn.timeout, fresh)
+            yield from _receive(conn, fresh)
             fresh = False
-            conn.receive_data(received or b"")
         else:
             fresh = True
     for transaction in waiting:
         transaction._never_started()
-    data = conn.data_to_send()
-    if data:
-        yield Write(data)
+    yield from _flush(conn)
     return [transaction.result for transaction in transactions]
 
 
 #: States in which no transaction can start again.
 _ENDED_STATES = frozenset({State.CLOSED, State.ERROR, State.QUIT_SENT})
+
+
+def _flush(conn: ClientConnection) -> Generator[IORequest, bytes | None, None]:
+    # Write whatever the engine has to send.
+    data = conn.data_to_send()
+    if data:
+        yield Write(data)
+
+
+def _receive(conn: ClientConnection, fresh: bool) -> Generator[IORequest, bytes | None, None]:
+    # Write what is pending, then read within the engine's timeout and feed what arrives.
+    yield from _flush(conn)
+    received = yield Read(conn.timeout, fresh)
+    conn.receive_data(received or b"")
 
 
 def _reply_of(event: Event) -> Reply | None:
