@@ -20,10 +20,11 @@ import base64
 import dataclasses
 import enum
 import functools
+import inspect
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Concatenate, Final, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, Final, NoReturn, ParamSpec, TypeVar, cast
 
 from ._commands import format_command, format_hello, format_mail, format_rcpt
 from ._data import DataWriter
@@ -55,6 +56,7 @@ from ._transaction import DEFAULT_CHUNK_SIZE, MailTransaction, Recipient
 if TYPE_CHECKING:
     from email.message import Message
 from ._state import (
+    CLASS_OF_FIRST_DIGIT,
     GROUP_ENDERS,
     MESSAGE_END_COMMANDS,
     REPLY_TRANSITIONS,
@@ -65,7 +67,6 @@ from ._state import (
     Command,
     ReplyClass,
     State,
-    reply_class,
 )
 
 __all__ = ["NEED_DATA", "PAUSED", "ClientConnection", "Sentinel"]
@@ -104,6 +105,10 @@ _NEEDS_SMTPUTF8 = (
 # RFC 5321 section 4.1.4: a server that does not know EHLO answers 500 or 502, and the client
 # may then fall back to HELO.
 _EHLO_UNKNOWN = frozenset({500, 502})
+
+# Commands whose replies may need more than the reply table (a HELO fallback, a chunk
+# after a failed one, an AUTH challenge); the others go straight to it.
+_REPLIES_CHECKED_FIRST = frozenset({Command.EHLO, Command.BDAT, Command.BDAT_LAST, Command.AUTH})
 
 
 class _Transaction:
@@ -156,20 +161,41 @@ def _poisons(
 ) -> Callable[Concatenate[ClientConnection, _Params], _Result]:
     # Every public entry point goes through here: a poisoned connection refuses the call,
     # and a protocol error raised by the call poisons the connection.
+    name = method.__name__
+
     @functools.wraps(method)
     def guarded(
         self: ClientConnection, /, *args: _Params.args, **kwargs: _Params.kwargs
     ) -> _Result:
         if self._poisoned_by is not None:
-            error = self._poisoned_by if method.__name__ in _RECEIVING else LocalProtocolError
-            raise error(f"the connection is unusable after an earlier {self._poisoned_by.__name__}")
+            self._refuse_poisoned(name, self._poisoned_by)
         try:
             return method(self, *args, **kwargs)
         except ProtocolError as exc:
             self._poison(type(exc))
             raise
 
-    return guarded
+    code = method.__code__
+    if code.co_argcount > 1 or code.co_kwonlyargcount or code.co_flags & _VARIABLE_ARGUMENTS:
+        return guarded
+    # The same for a method of no arguments (next_event, once per reply), without the
+    # cost of packing and unpacking arguments that do not exist.
+    bare = cast("Callable[[ClientConnection], _Result]", method)
+
+    @functools.wraps(method)
+    def guarded_bare(self: ClientConnection, /) -> _Result:
+        if self._poisoned_by is not None:
+            self._refuse_poisoned(name, self._poisoned_by)
+        try:
+            return bare(self)
+        except ProtocolError as exc:
+            self._poison(type(exc))
+            raise
+
+    return cast("Callable[Concatenate[ClientConnection, _Params], _Result]", guarded_bare)
+
+
+_VARIABLE_ARGUMENTS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 
 # Methods after which a poisoned connection re-raises the kind of error that poisoned it;
@@ -702,15 +728,31 @@ class ClientConnection:
 
     def _send_rcpt(self, recipient: str, line: bytes) -> None:
         # *line* was made by format_rcpt, which checked it.
+        self._check_rcpt_encoding(recipient)
+        self._send(Command.RCPT, recipient, line)
+
+    def _send_rcpt_if_allowed(self, recipient: str, line: bytes) -> bool:
+        # For a pipelined envelope: send RCPT if the session lets it go now, checking that
+        # once (this runs for every recipient of every message).
+        if self._send_refusal(Command.RCPT) is not None:
+            return False
+        self._check_rcpt_encoding(recipient)
+        self._push(Command.RCPT, recipient, line, SEND_TRANSITIONS[self._state][Command.RCPT])
+        return True
+
+    def _check_rcpt_encoding(self, recipient: str) -> None:
         if not recipient.isascii() and self._transaction is not None and not self._transaction.utf8:
             raise ValueError(_NEEDS_SMTPUTF8)
-        self._send(Command.RCPT, recipient, line)
 
     def _abandon(self, message: str) -> NoReturn:
         # The transaction found, in the middle of the content, that it cannot go on: the
         # content cannot be taken back, so the connection is poisoned.
         self._poison(LocalProtocolError)
         raise LocalProtocolError(message)
+
+    def _refuse_poisoned(self, method: str, poisoned_by: type[ProtocolError]) -> NoReturn:
+        error = poisoned_by if method in _RECEIVING else LocalProtocolError
+        raise error(f"the connection is unusable after an earlier {poisoned_by.__name__}")
 
     def _poison(self, error: type[ProtocolError]) -> None:
         # Nothing is written after a protocol error, not even what the engine wrote by
@@ -776,42 +818,47 @@ class ClientConnection:
     def _on_reply(self, reply: Reply) -> Event | None:
         # RFC 5321 section 3.8: 421 may answer any command, or come unprompted, and means
         # the server is going away. Every other reply must answer an outstanding command.
-        if reply.code == 421:
+        code = reply.code
+        if code == 421:
             return self._service_closing(reply)
-        if not self._pending:
-            raise RemoteProtocolError(f"the server sent a {reply.code} reply to no command")
-        entry = self._pending[0]
-        kind = reply_class(reply)
-        transition = REPLY_TRANSITIONS.get((entry.command, kind))
+        pending = self._pending
+        if not pending:
+            raise RemoteProtocolError(f"the server sent a {code} reply to no command")
+        entry = pending[0]
+        command = entry.command
+        kind = CLASS_OF_FIRST_DIGIT[code // 100]
+        transition = REPLY_TRANSITIONS.get((command, kind))
         if transition is None:
-            raise RemoteProtocolError(
-                f"a {reply.code} reply is not a valid answer to {entry.command.value}"
-            )
-        if entry.command is Command.EHLO and reply.code in _EHLO_UNKNOWN and self._may_use_helo():
-            self._pending.popleft()
-            self._push(
-                Command.HELO, entry.argument, self._hello_line("HELO", entry.argument), self._state
-            )
-            return None
+            raise RemoteProtocolError(f"a {code} reply is not a valid answer to {command.value}")
         transaction = entry.transaction
-        if (
-            transaction is not None
-            and transaction.message_failed
-            and (entry.command in (Command.BDAT, Command.BDAT_LAST))
-        ):
-            # Once a chunk failed, the message outcome has been reported; later chunks'
-            # replies (typically 503) are passed on as they are.
-            self._pending.popleft()
-            return reply
-        if entry.command is Command.AUTH and (exchange := self._auth) is not None:
-            return self._auth_reply(entry, exchange, reply, kind)
-        if self._lmtp and entry.command in MESSAGE_END_COMMANDS:
+        if command in _REPLIES_CHECKED_FIRST:
+            if command is Command.EHLO and code in _EHLO_UNKNOWN and self._may_use_helo():
+                pending.popleft()
+                self._push(
+                    Command.HELO,
+                    entry.argument,
+                    self._hello_line("HELO", entry.argument),
+                    self._state,
+                )
+                return None
+            if (
+                transaction is not None
+                and transaction.message_failed
+                and command in (Command.BDAT, Command.BDAT_LAST)
+            ):
+                # Once a chunk failed, the message outcome has been reported; later chunks'
+                # replies (typically 503) are passed on as they are.
+                pending.popleft()
+                return reply
+            if command is Command.AUTH and (exchange := self._auth) is not None:
+                return self._auth_reply(entry, exchange, reply, kind)
+        if self._lmtp and command in MESSAGE_END_COMMANDS:
             event = self._lmtp_message_reply(entry, reply, kind)
         else:
-            self._pending.popleft()
+            pending.popleft()
             build, state_changes = transition
             event = build(entry.argument, reply)
-            if transaction is None or transaction is self._transaction:
+            if state_changes and (transaction is None or transaction is self._transaction):
                 new_state = state_changes.get(self._state)
                 if new_state is not None:
                     self._set_state(new_state)

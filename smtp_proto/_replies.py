@@ -122,6 +122,9 @@ class ReplyReader:
             raw_line = self._next_line()
             if raw_line is None:
                 return None
+            # A line seen before as a whole reply is that reply again, already checked.
+            if self._code is None and (cached := self._cache.get(raw_line)) is not None:
+                return cached
             reply = self._add_line(raw_line)
             if reply is not None:
                 return reply
@@ -159,8 +162,6 @@ class ReplyReader:
         return line
 
     def _add_line(self, raw_line: bytes) -> Reply | None:
-        if self._code is None and (cached := self._cache.get(raw_line)) is not None:
-            return cached
         match = _REPLY_LINE.fullmatch(raw_line, 0, len(raw_line) - 2)
         if match is None:
             raise RemoteProtocolError(f"malformed reply line {_excerpt(raw_line)}")

@@ -40,6 +40,7 @@ from ._events import (
     SenderAccepted,
     SenderRefused,
     StartTlsReady,
+    fast_constructor,
 )
 
 __all__ = ["Command", "State"]
@@ -125,17 +126,13 @@ class ReplyClass(enum.Enum):
     __hash__ = object.__hash__  # see State
 
 
-_CLASS_OF_FIRST_DIGIT = {
+#: A reply code's first digit -> its class; Reply guarantees a code from 200 to 599.
+CLASS_OF_FIRST_DIGIT: Mapping[int, ReplyClass] = {
     2: ReplyClass.POSITIVE,
     3: ReplyClass.INTERMEDIATE,
     4: ReplyClass.NEGATIVE,
     5: ReplyClass.NEGATIVE,
 }
-
-
-def reply_class(reply: Reply) -> ReplyClass:
-    # Reply guarantees a code from 200 to 599.
-    return _CLASS_OF_FIRST_DIGIT[reply.code // 100]
 
 
 S = State
@@ -241,32 +238,41 @@ def _greeting(argument: str, reply: Reply) -> Event:
     return Greeting(reply=reply)
 
 
-def _sender_accepted(argument: str, reply: Reply) -> Event:
-    return SenderAccepted(sender=argument, reply=reply)
+# The events made per message are made without their dataclass __init__ (see
+# fast_constructor). The two-field ones take (argument, reply) in that order, so their
+# constructors are builders as they are.
+_sender_accepted: EventBuilder = fast_constructor(SenderAccepted)
 
 
 def _sender_refused(argument: str, reply: Reply) -> Event:
     return SenderRefused(sender=argument, reply=reply)
 
 
-def _recipient_accepted(argument: str, reply: Reply) -> Event:
-    return RecipientAccepted(recipient=argument, reply=reply)
+_recipient_accepted: EventBuilder = fast_constructor(RecipientAccepted)
 
 
-def _recipient_refused(argument: str, reply: Reply) -> Event:
-    return RecipientRefused(recipient=argument, reply=reply)
+_recipient_refused: EventBuilder = fast_constructor(RecipientRefused)
+
+
+_new_ready_for_data = fast_constructor(ReadyForData)
 
 
 def _ready_for_data(argument: str, reply: Reply) -> Event:
-    return ReadyForData(reply=reply)
+    return _new_ready_for_data(reply)
+
+
+_new_chunk_accepted = fast_constructor(ChunkAccepted)
 
 
 def _chunk_accepted(argument: str, reply: Reply) -> Event:
-    return ChunkAccepted(reply=reply)
+    return _new_chunk_accepted(reply)
+
+
+_new_message_accepted = fast_constructor(MessageAccepted)
 
 
 def _message_accepted(argument: str, reply: Reply) -> Event:
-    return MessageAccepted(reply=reply)
+    return _new_message_accepted(reply, None)
 
 
 def _message_rejected(argument: str, reply: Reply) -> Event:

@@ -51,6 +51,7 @@ from ._events import (
     SenderAccepted,
     SenderRefused,
     ServiceClosing,
+    fast_constructor,
 )
 from ._message import message_envelope, message_needs_smtputf8, serialize_message
 from ._state import Command
@@ -138,6 +139,10 @@ class RecipientResult:
         """Whether a failure for this recipient is temporary (a 4xx), worth retrying."""
         decisive = self.message_reply if self.accepted else self.reply
         return decisive is not None and decisive.is_transient
+
+
+# Made once per recipient of every message: (address, reply, message_reply).
+_new_recipient_result = fast_constructor(RecipientResult)
 
 
 @final
@@ -387,7 +392,7 @@ class MailTransaction:
             outcome=self._outcome,
             sender_reply=self._sender_reply,
             recipients=tuple(
-                RecipientResult(address=_address(r), reply=reply, message_reply=message_reply)
+                _new_recipient_result(_address(r), reply, message_reply)
                 for r, reply, message_reply in zip(
                     self._recipients,
                     self._recipient_replies,
@@ -468,17 +473,8 @@ class MailTransaction:
     def _on_event(self, event: Event) -> None:
         if self._outcome is not None:
             return  # replies still in flight after the outcome (pipelined chunks) change nothing
-        if isinstance(event, SenderAccepted):
-            self._sender_reply = event.reply
-            if self._pipelining:
-                self._send_envelope()
-            else:
-                self._send_next_rcpt()
-        elif isinstance(event, SenderRefused):
-            self._sender_reply = event.reply
-            if not self._pipelining:
-                self._finish(MessageOutcome.REJECTED)
-        elif isinstance(event, (RecipientAccepted, RecipientRefused)):
+        # The most frequent first: a reply per recipient.
+        if isinstance(event, (RecipientAccepted, RecipientRefused)):
             self._recipient_replies[self._rcpt_answered] = event.reply
             if event.reply.is_positive:
                 self._accepted_count += 1
@@ -489,6 +485,16 @@ class MailTransaction:
                 self._after_recipients()
             elif not self._pipelining:
                 self._send_next_rcpt()
+        elif isinstance(event, SenderAccepted):
+            self._sender_reply = event.reply
+            if self._pipelining:
+                self._send_envelope()
+            else:
+                self._send_next_rcpt()
+        elif isinstance(event, SenderRefused):
+            self._sender_reply = event.reply
+            if not self._pipelining:
+                self._finish(MessageOutcome.REJECTED)
         elif isinstance(event, ReadyForData):
             self._content_started = True
             if not self._any_accepted():
@@ -565,8 +571,14 @@ class MailTransaction:
         # With PIPELINING, as much of the envelope as the connection lets go now: every
         # RCPT, then DATA, within Limits.max_commands_in_flight; the rest follows as
         # replies make room.
-        while self._rcpt_sent < len(self._recipients) and self._connection._may_send(Command.RCPT):
-            self._send_next_rcpt()
+        connection = self._connection
+        index = self._rcpt_sent
+        count = len(self._recipients)
+        while index < count and connection._send_rcpt_if_allowed(
+            self._wire_recipients[index], self._rcpt_lines[index]
+        ):
+            index += 1
+            self._rcpt_sent = index
         if (
             not self._use_bdat
             and not self._data_sent

@@ -7,13 +7,23 @@ import dataclasses
 import pytest
 
 from smtp_proto import (
+    ChunkAccepted,
     ConnectionClosed,
     DeliveryStatus,
     EhloFeatures,
     EnhancedStatusCode,
     Greeting,
+    MessageAccepted,
+    MessageOutcome,
+    ReadyForData,
+    RecipientAccepted,
+    RecipientRefused,
+    RecipientResult,
     Reply,
+    SenderAccepted,
+    TransactionResult,
 )
+from smtp_proto._events import fast_constructor
 
 
 def reply(code: int = 250, *lines: str) -> Reply:
@@ -123,3 +133,57 @@ def test_ehlo_features_without_size() -> None:
 
 def test_connection_closed_defaults_to_no_transaction() -> None:
     assert ConnectionClosed().delivery is DeliveryStatus.NO_TRANSACTION
+
+
+# -- the engine's fast constructor --------------------------------------------------------
+
+_OK = Reply(code=250, lines=("ok",), raw=b"250 ok\r\n")
+
+
+@pytest.mark.parametrize(
+    ("cls", "values"),
+    [
+        (SenderAccepted, ("a@example.com", _OK)),
+        (RecipientAccepted, ("b@example.com", _OK)),
+        (RecipientRefused, ("c@example.com", Reply(code=550, lines=("no",)))),
+        (ReadyForData, (Reply(code=354, lines=("go",)),)),
+        (ChunkAccepted, (_OK,)),
+        (MessageAccepted, (_OK, None)),
+        (MessageAccepted, (_OK, "d@example.com")),
+        (RecipientResult, ("e@example.com", _OK, None)),
+        (TransactionResult, (MessageOutcome.ACCEPTED, _OK, (), _OK)),
+    ],
+)
+def test_fast_constructor_makes_what_the_dataclass_makes(
+    cls: type[object], values: tuple[object, ...]
+) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    made = fast_constructor(cls)(*values)
+    assert type(made) is cls
+    assert made == cls(**dict(zip(names, values, strict=True)))
+    assert [getattr(made, name) for name in names] == list(values)
+    # Still frozen: only the constructor itself sets the slots.
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, names[0], values[0])
+
+
+@pytest.mark.parametrize("cls", [Reply, EnhancedStatusCode, EhloFeatures])
+def test_fast_constructor_refuses_classes_that_check_their_values(cls: type[object]) -> None:
+    # Their __post_init__ would be skipped.
+    with pytest.raises(TypeError, match=f"^{cls.__name__} cannot be made without its __init__$"):
+        fast_constructor(cls)
+
+
+def test_fast_constructor_refuses_a_class_without_slots() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        value: int
+
+    with pytest.raises(TypeError, match=r"^Plain cannot be made without its __init__$"):
+        fast_constructor(Plain)
+
+
+def test_fast_constructor_counts_the_values() -> None:
+    make = fast_constructor(TransactionResult)
+    with pytest.raises(TypeError, match=r"^TransactionResult takes 4 values, not 3$"):
+        make(MessageOutcome.ACCEPTED, _OK, ())
