@@ -47,6 +47,10 @@ _HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
 _ADDRESS = re.compile(r'(?:"(?:[^"\\<>]|\\[^<>])*"@)?[^ <>]*')
 
 # RFC 5321 section 4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
+# An address that every check above accepts as it is: printable ASCII without SP, '"',
+# '<' or '>'. Most addresses are such, and skip the separate checks (the others take them).
+_PLAIN_ADDRESS = re.compile(r"[!#-;=?-~]+")
+
 _ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 
 # RFC 5321 section 4.1.2: esmtp-value = 1*(%d33-60 / %d62-126), any printable ASCII but "=";
@@ -204,6 +208,17 @@ def format_rcpt(
     >>> format_rcpt("a@b", {}, max_line_length=512)
     b'RCPT TO:<a@b>\\r\\n'
     """
+    # The common case, a plain address without parameters, built at once: the same line
+    # the general path builds (the tests compare the two on arbitrary input).
+    if (
+        type(recipient) is str
+        and type(parameters) is dict
+        and not parameters
+        and _PLAIN_ADDRESS.fullmatch(recipient) is not None
+    ):
+        line = b"RCPT TO:<" + recipient.encode("ascii") + b">\r\n"
+        if len(line) <= max_line_length:
+            return line
     address = _check_address(recipient, "recipient")
     if not address:
         raise ValueError("recipient must not be empty")

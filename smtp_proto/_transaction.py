@@ -289,23 +289,22 @@ class MailTransaction:
         )
         rcpt_lines = []
         for recipient, wire in zip(self._recipients, wire_recipients, strict=True):
-            recipient_parameters = (
-                rcpt_parameters(
+            if isinstance(recipient, Recipient):
+                recipient_parameters = rcpt_parameters(
                     features,
                     notify=recipient.notify,
                     orcpt=recipient.original_recipient,
                     extra=recipient.parameters,
                 )
-                if isinstance(recipient, Recipient)
-                else {}
-            )
-            rcpt_lines.append(
-                format_rcpt(
+                line = format_rcpt(
                     wire,
                     recipient_parameters,
                     max_line_length=limit + line_allowance(recipient_parameters),
                 )
-            )
+            else:
+                # No parameters, so no extension widens the line.
+                line = format_rcpt(wire, {}, max_line_length=limit)
+            rcpt_lines.append(line)
         self._wire_recipients = wire_recipients
         self._rcpt_lines = rcpt_lines
         self._use_bdat = use_bdat

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -659,3 +660,46 @@ def test_property_check_text(value: Any) -> None:
         assert isinstance(value, str)
     else:
         _assert_single_line(value.encode() + b"\r\n")
+
+
+# ---------------------------------------------------------------------------------------
+# The shortcut for a plain recipient without parameters builds what the general path builds
+
+
+def _outcome(call: Callable[[], bytes]) -> tuple[str, object]:
+    try:
+        return ("line", call())
+    except (TypeError, ValueError) as exc:
+        return (type(exc).__name__, str(exc))
+
+
+# Plain addresses, every character that would make one not plain, and lengths around the
+# limit, so both sides of every test in the shortcut are reached.
+_ADDRESS_CHARACTERS = st.sampled_from(
+    [*"aZ09.@!#;=?~-_", " ", '"', "<", ">", "\\", "\r", "\n", "\x00", "\x7f", "é", "\ud800"]
+)
+
+
+@settings(max_examples=500)
+@given(
+    address=st.one_of(
+        st.text(_ADDRESS_CHARACTERS, max_size=30),
+        st.text(max_size=30),
+        st.integers(400, 520).map(lambda n: "a" * n + "@b"),
+    ),
+    limit=st.sampled_from([512, 40, 13, 12]),
+)
+def test_plain_recipient_shortcut_matches_the_general_path(address: str, limit: int) -> None:
+    # A mapping that is not a dict takes the general path, with the same (empty) parameters.
+    general = _outcome(lambda: format_rcpt(address, MappingProxyType({}), max_line_length=limit))
+    shortcut = _outcome(lambda: format_rcpt(address, {}, max_line_length=limit))
+    event("plain" if _commands._PLAIN_ADDRESS.fullmatch(address) else "not plain")
+    event(general[0])
+    assert shortcut == general
+
+
+def test_plain_recipient_shortcut_keeps_the_length_check() -> None:
+    # 9 + 3 + 3 octets: "RCPT TO:<" "a@b" ">\r\n" is 15.
+    assert format_rcpt("a@b", {}, max_line_length=15) == b"RCPT TO:<a@b>\r\n"
+    with pytest.raises(ValueError, match=r"^RCPT command line is 15 octets, longer than"):
+        format_rcpt("a@b", {}, max_line_length=14)
