@@ -282,7 +282,9 @@ def send_transactions(
     content (RFC 2920 section 3.1), so each message costs about one round trip; with
     CHUNKING too and content sent with the envelope (``pipeline_content_up_to``), several
     whole messages travel in one write, up to :attr:`Limits.max_commands_in_flight`
-    commands awaiting replies. Without PIPELINING they go one after the other.
+    commands awaiting replies. Without PIPELINING they go one after the other. Content of
+    more than one chunk (``chunk_size``) is written a chunk at a time, as
+    :func:`send_transaction` writes it.
 
     If the session ends (a 421, or the server closing), the messages not yet started get
     the outcome ``FAILED``: nothing of them was sent.
@@ -304,8 +306,13 @@ def send_transactions(
             started.append(transaction)
         # Whatever the extensions, only the newest transaction can want content: the next
         # one cannot start before the previous one's content has ended.
-        if started and started[-1].body_wanted:
-            started[-1].pull_body()
+        if started and (newest := started[-1]).body_wanted:
+            newest.pull_body()
+            if newest.body_wanted:
+                # More content follows: this piece goes now, so a long message never waits
+                # in memory whole, and the server works on it while the next is made. A
+                # message of one piece ends with it and travels with the next envelope.
+                yield from _flush(conn)
             continue
         while started and started[0].done:
             started.popleft()

@@ -331,6 +331,36 @@ def test_a_batch_with_chunking_sends_whole_messages_in_one_write() -> None:
     assert server.writes == 1
 
 
+@pytest.mark.parametrize("keywords", [("PIPELINING", "8BITMIME"), ("PIPELINING", "CHUNKING")])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_long_message_in_a_batch_is_written_a_chunk_at_a_time(
+    keywords: tuple[str, ...], streamed: bool
+) -> None:
+    server, conn, runner, _ = batch(keywords, 0)
+    pieces = [b"%d" % i * 100 + b"\n" for i in range(10)]
+    long_body: object = iter(pieces) if streamed else b"".join(pieces)
+    transactions = [
+        conn.send_message("a@example.org", ["b@example.org"], body, start=False, chunk_size=101)
+        for body in (b"short one\n", long_body, b"short two\n")
+    ]
+    results = runner.run(send_transactions(conn, transactions))
+    assert isinstance(results, list)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 3
+    assert server.messages == [
+        b"short one\r\n",
+        b"".join(pieces).replace(b"\n", b"\r\n"),
+        b"short two\r\n",
+    ]
+    writes = [r.data for r in runner.requests if isinstance(r, Write)]
+    per_write = [sum(p.rstrip() in data for p in pieces) for data in writes]
+    # The pieces are written as they are made: one a write, except that BDAT holds each
+    # chunk back until the next one comes (the last must carry LAST), so the last two of
+    # a body given whole share a write. Nothing gathers the message whole.
+    assert sum(per_write) == 10
+    assert max(per_write) == (2 if "CHUNKING" in keywords and not streamed else 1)
+    assert max(len(data) for data in writes) < 2 * (101 + 12) + 100
+
+
 def test_a_batch_within_the_commands_in_flight_limit() -> None:
     server, conn, runner, bodies = batch(("PIPELINING", "CHUNKING"), 6, max_commands_in_flight=6)
     results = send_batch(conn, runner, bodies, pipeline_content_up_to=1000)
