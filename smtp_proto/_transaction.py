@@ -257,7 +257,8 @@ class MailTransaction:
                 body_type = Body.SEVEN_BIT
         self._body_type = body_type
         self._binary = body_type is Body.BINARY_MIME
-        if data is not None and size is None:
+        if data is not None and size is None and features.supports("SIZE"):
+            # Only declared where announced (mail_parameters), so only counted there.
             size = _wire_size(data, binary=self._binary)
 
         # -- the envelope, checked whole before anything is sent --
