@@ -473,8 +473,9 @@ class MailTransaction:
     def _on_event(self, event: Event) -> None:
         if self._outcome is not None:
             return  # replies still in flight after the outcome (pipelined chunks) change nothing
-        # The most frequent first: a reply per recipient.
-        if isinstance(event, (RecipientAccepted, RecipientRefused)):
+        # The most frequent first: a reply per recipient. Every event class is final, so
+        # comparing exact types says what isinstance says, more cheaply.
+        if type(event) is RecipientAccepted or type(event) is RecipientRefused:
             self._recipient_replies[self._rcpt_answered] = event.reply
             if event.reply.is_positive:
                 self._accepted_count += 1
@@ -485,33 +486,33 @@ class MailTransaction:
                 self._after_recipients()
             elif not self._pipelining:
                 self._send_next_rcpt()
-        elif isinstance(event, SenderAccepted):
+        elif type(event) is SenderAccepted:
             self._sender_reply = event.reply
             if self._pipelining:
                 self._send_envelope()
             else:
                 self._send_next_rcpt()
-        elif isinstance(event, SenderRefused):
+        elif type(event) is SenderRefused:
             self._sender_reply = event.reply
             if not self._pipelining:
                 self._finish(MessageOutcome.REJECTED)
-        elif isinstance(event, ReadyForData):
+        elif type(event) is ReadyForData:
             self._content_started = True
             if not self._any_accepted():
                 # RFC 2920 section 3.1: DATA was pipelined and accepted although no
                 # recipient was: send no content, only the end of it.
                 self._content_ended = True
                 self._connection.end_data()
-        elif isinstance(event, ChunkAccepted):
+        elif type(event) is ChunkAccepted:
             self._chunks_accepted += 1
-        elif isinstance(event, MessageAccepted):
+        elif type(event) is MessageAccepted:
             self._on_message_reply(event.reply, accepted=True)
-        elif isinstance(event, MessageRejected):
+        elif type(event) is MessageRejected:
             self._on_message_reply(event.reply, accepted=False)
-        elif isinstance(event, ServiceClosing):
+        elif type(event) is ServiceClosing:
             self._message_reply = event.reply
             self._finish(MessageOutcome.FAILED)
-        elif isinstance(event, ConnectionClosed):  # pragma: no branch - the last kind routed
+        elif type(event) is ConnectionClosed:  # pragma: no branch - the last kind routed
             self._finish(
                 MessageOutcome.DELIVERY_UNKNOWN if self._content_ended else MessageOutcome.FAILED
             )

@@ -12,6 +12,7 @@ from smtp_proto import (
     DeliveryStatus,
     EhloFeatures,
     EnhancedStatusCode,
+    Event,
     Greeting,
     MessageAccepted,
     MessageOutcome,
@@ -187,3 +188,12 @@ def test_fast_constructor_counts_the_values() -> None:
     make = fast_constructor(TransactionResult)
     with pytest.raises(TypeError, match=r"^TransactionResult takes 4 values, not 3$"):
         make(MessageOutcome.ACCEPTED, _OK, ())
+
+
+def test_event_classes_are_leaves() -> None:
+    # The engine tells events apart by exact type (cheaper than isinstance), which is only
+    # the same thing while no event class has subclasses.
+    kinds = Event.__subclasses__()
+    assert len(kinds) == len(set(kinds)) > 15
+    for kind in kinds:
+        assert kind.__subclasses__() == [], kind
