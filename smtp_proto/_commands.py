@@ -46,11 +46,11 @@ _HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
 # only stop mail that the server might accept.
 _ADDRESS = re.compile(r'(?:"(?:[^"\\<>]|\\[^<>])*"@)?[^ <>]*')
 
-# RFC 5321 section 4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
 # An address that every check above accepts as it is: printable ASCII without SP, '"',
 # '<' or '>'. Most addresses are such, and skip the separate checks (the others take them).
 _PLAIN_ADDRESS = re.compile(r"[!#-;=?-~]+")
 
+# RFC 5321 section 4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
 _ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 
 # RFC 5321 section 4.1.2: esmtp-value = 1*(%d33-60 / %d62-126), any printable ASCII but "=";
