@@ -338,7 +338,7 @@ def test_a_long_message_in_a_batch_is_written_a_chunk_at_a_time(
 ) -> None:
     server, conn, runner, _ = batch(keywords, 0)
     pieces = [b"%d" % i * 100 + b"\n" for i in range(10)]
-    long_body: object = iter(pieces) if streamed else b"".join(pieces)
+    long_body: bytes | Iterator[bytes] = iter(pieces) if streamed else b"".join(pieces)
     transactions = [
         conn.send_message("a@example.org", ["b@example.org"], body, start=False, chunk_size=101)
         for body in (b"short one\n", long_body, b"short two\n")
@@ -359,6 +359,29 @@ def test_a_long_message_in_a_batch_is_written_a_chunk_at_a_time(
     assert sum(per_write) == 10
     assert max(per_write) == (2 if "CHUNKING" in keywords and not streamed else 1)
     assert max(len(data) for data in writes) < 2 * (101 + 12) + 100
+
+
+def test_in_a_batch_each_reply_starts_a_deadline() -> None:
+    _, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 2)
+    runner.trickle = True
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 2
+    reads = [r for r in runner.requests if isinstance(r, Read)]
+    # Read one octet at a time: the first read of each reply is fresh (a new deadline for
+    # the command it answers), the others continue it.
+    replies = [
+        b"250 2.0.0 ok\r\n",  # MAIL
+        b"250 2.0.0 ok\r\n",  # RCPT
+        b"354 go ahead\r\n",  # DATA
+        b"250 2.0.0 queued\r\n",  # the first message's dot
+        b"250 2.0.0 ok\r\n",
+        b"250 2.0.0 ok\r\n",
+        b"354 go ahead\r\n",
+        b"250 2.0.0 queued\r\n",
+    ]
+    assert [r.fresh for r in reads] == [
+        index == 0 for reply in replies for index in range(len(reply))
+    ]
 
 
 def test_a_batch_within_the_commands_in_flight_limit() -> None:
@@ -424,7 +447,10 @@ def test_a_batch_that_cannot_start_raises_instead_of_waiting() -> None:
     with pytest.raises(LocalProtocolError, match="cannot start"):
         conn.send_message("a@example.org", ["b@example.org"], b"x")
     transaction = conn.send_message("a@example.org", ["b@example.org"], b"x", start=False)
-    with pytest.raises(LocalProtocolError, match="cannot start now"):
+    with pytest.raises(
+        LocalProtocolError,
+        match=r"^a mail transaction cannot start now: wait until can_start_transaction$",
+    ):
         runner.run(send_transactions(conn, [transaction]))
 
 
@@ -435,13 +461,22 @@ def test_a_queued_transaction_starts_once_and_only_with_the_features_it_was_chec
     assert not transaction.done
     assert not transaction.body_wanted
     runner.run(execute(conn, lambda: conn.ehlo("client.example")))
-    with pytest.raises(LocalProtocolError, match="features changed"):
+    with pytest.raises(
+        LocalProtocolError,
+        match=r"^the server's features changed since the message was checked$",
+    ):
         transaction.start()
     transaction = conn.send_message("a@example.org", ["b@example.org"], b"x", start=False)
     results = runner.run(send_transactions(conn, [transaction]))
     assert isinstance(results, list)
     assert results[0].outcome is MessageOutcome.ACCEPTED
-    with pytest.raises(LocalProtocolError, match="started already"):
+    with pytest.raises(LocalProtocolError, match=r"^the transaction was started already$"):
+        transaction.start()
+    # Started and not finished yet is "started" too.
+    transaction = conn.send_message("a@example.org", ["b@example.org"], b"x", start=False)
+    transaction.start()
+    assert not transaction.done
+    with pytest.raises(LocalProtocolError, match=r"^the transaction was started already$"):
         transaction.start()
 
 
@@ -450,7 +485,10 @@ def test_a_batch_waits_for_the_replies_to_earlier_commands() -> None:
     conn, runner, _ = session(server)
     conn.noop()  # a command that must be answered before MAIL may follow it
     transaction = conn.send_message("a@example.org", ["b@example.org"], b"x", start=False)
-    with pytest.raises(LocalProtocolError, match="cannot start now"):
+    with pytest.raises(
+        LocalProtocolError,
+        match=r"^a mail transaction cannot start now: wait until can_start_transaction$",
+    ):
         transaction.start()
     results = runner.run(send_transactions(conn, [transaction]))
     assert isinstance(results, list)

@@ -113,6 +113,36 @@ def test_a_plain_session_one_command_at_a_time() -> None:
     assert outcome.connection.state is State.CLOSED
 
 
+def test_every_code_of_a_class_counts_as_that_class() -> None:
+    # The class is the first digit, whatever follows: x00 and x01 included.
+    script: list[Step] = [
+        *greeted(EHLO_BASIC),
+        lambda c: c.noop(),
+        b"200 ok\r\n",
+        lambda c: c.mail("alice@example.org"),
+        b"201 ok\r\n",
+        lambda c: c.rcpt("bob@example.net"),
+        b"400 not now\r\n",
+        lambda c: c.rcpt("carol@example.net"),
+        b"203 ok\r\n",
+        lambda c: c.data(),
+        b"300 go ahead\r\n",
+        lambda c: c.end_data(),
+        b"401 not now\r\n",
+    ]
+    outcome = play_every_way(script)
+    assert events_of(outcome) == [
+        "Greeting",
+        "EhloFeatures",
+        "Reply",
+        "SenderAccepted",
+        "RecipientRefused",
+        "RecipientAccepted",
+        "ReadyForData",
+        "MessageRejected",
+    ]
+
+
 def test_without_pipelining_only_one_command_is_in_flight() -> None:
     outcome = play([*greeted(EHLO_BASIC), lambda c: c.mail("a@example.org")])
     conn = outcome.connection

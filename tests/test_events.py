@@ -151,7 +151,7 @@ _OK = Reply(code=250, lines=("ok",), raw=b"250 ok\r\n")
         (ChunkAccepted, (_OK,)),
         (MessageAccepted, (_OK, None)),
         (MessageAccepted, (_OK, "d@example.com")),
-        (RecipientResult, ("e@example.com", _OK, None)),
+        (RecipientResult, ("e@example.com", _OK, Reply(code=251, lines=("later",)))),
         (TransactionResult, (MessageOutcome.ACCEPTED, _OK, (), _OK)),
     ],
 )
