@@ -292,6 +292,17 @@ def test_commands_in_flight_are_bounded() -> None:
     assert conn.data_to_send() == b""  # nothing more is written after the error
 
 
+def test_mail_and_rcpt_lines_may_grow_by_their_parameters_allowance() -> None:
+    # RFC 1870 section 3: SIZE adds 26 octets to the 512 of a command line.
+    conn = play([*greeted()]).connection
+    sender = "a" * 495 + "@example.org"
+    conn.mail(sender, {"SIZE": "100"})  # 530 octets, within 512 + 26
+    assert conn.data_to_send() == f"MAIL FROM:<{sender}> SIZE=100\r\n".encode()
+    conn = play([*greeted()]).connection
+    with pytest.raises(ValueError, match=r"^MAIL command line is 530 octets, longer than"):
+        conn.mail(sender, {"XSIZE": "10"})  # an unknown keyword widens nothing
+
+
 def test_refused_sender_with_pipelined_envelope() -> None:
     def envelope(c: ClientConnection) -> None:
         c.mail("spammer@example.org")

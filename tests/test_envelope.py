@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 import re
 from collections.abc import Collection, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -788,6 +789,8 @@ def test_rcpt_extra_may_carry_mail_keywords() -> None:
 )
 def test_line_allowance(parameters: Mapping[str, str | None], allowance: int) -> None:
     assert line_allowance(parameters) == allowance
+    # Any mapping, not only a dict.
+    assert line_allowance(MappingProxyType(dict(parameters))) == allowance
 
 
 def test_line_allowance_of_everything() -> None:
