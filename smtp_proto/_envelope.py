@@ -210,11 +210,14 @@ def encode_address(address: str, *, smtputf8_offered: bool) -> tuple[str, bool]:
         domain cannot be converted to A-labels.
     :raises TypeError: *address* is not a ``str``.
     """
-    # Refuse controls here rather than leave them to the command builder: the IDNA codec
-    # would carry a CR LF straight into an "A-label".
-    check_text(address, "address")
-    if address.isascii():
+    # All-ASCII and printable (so without a control, which check_text would refuse): sent
+    # as it is.
+    if type(address) is str and address.isascii() and address.isprintable():
         return address, False
+    # Refuse controls here rather than leave them to the command builder: the IDNA codec
+    # would carry a CR LF straight into an "A-label". What passes is not all ASCII, since
+    # ASCII without controls is printable.
+    check_text(address, "address")
     local_part, at, domain = address.rpartition("@")
     if not at:
         # rpartition puts the whole string last when there is no "@".

@@ -267,7 +267,8 @@ class MailTransaction:
         needs_utf8 = sender_needs_utf8 or bool(smtputf8)
         for recipient in self._recipients:
             wire, recipient_needs_utf8 = encode_address(
-                _address(recipient), smtputf8_offered=features.smtputf8
+                recipient if type(recipient) is str else _address(recipient),
+                smtputf8_offered=features.smtputf8,
             )
             wire_recipients.append(wire)
             needs_utf8 = needs_utf8 or recipient_needs_utf8
@@ -392,7 +393,7 @@ class MailTransaction:
             outcome=self._outcome,
             sender_reply=self._sender_reply,
             recipients=tuple(
-                _new_recipient_result(_address(r), reply, message_reply)
+                _new_recipient_result(r if type(r) is str else _address(r), reply, message_reply)
                 for r, reply, message_reply in zip(
                     self._recipients,
                     self._recipient_replies,

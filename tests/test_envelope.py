@@ -842,3 +842,13 @@ def test_the_longest_parameters_fit_in_the_allowance() -> None:
     rcpt = rcpt_parameters(EVERYTHING, notify=["SUCCESS", "FAILURE", "DELAY"], orcpt="x" * 487)
     line = format_rcpt(path, rcpt, max_line_length=BASE_LINE_LIMIT + line_allowance(rcpt))
     assert len(line) > BASE_LINE_LIMIT
+
+
+@given(address=st.text(st.characters(max_codepoint=0x7F)), offered=st.booleans())
+def test_encode_address_of_any_ascii_text(address: str, offered: bool) -> None:
+    # Printable ASCII goes out as it is; an ASCII control anywhere is refused.
+    if any(c < " " or c == "\x7f" for c in address):
+        with pytest.raises(ValueError, match=r"^address contains a control character"):
+            encode_address(address, smtputf8_offered=offered)
+    else:
+        assert encode_address(address, smtputf8_offered=offered) == (address, False)
