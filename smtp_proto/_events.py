@@ -46,9 +46,9 @@ _Value = TypeVar("_Value")
 
 
 def fast_constructor(cls: type[_Value]) -> Callable[..., _Value]:
-    """A constructor of *cls*, a frozen slotted dataclass without ``__post_init__``, taking
-    its fields positionally in their order: for the engine's own values, made many times per
-    message, whose fields it knows to be right.
+    """A constructor of *cls*, a frozen slotted dataclass of one to three fields without
+    ``__post_init__``, taking its fields positionally in their order: for the engine's own
+    values, made many times per message, whose fields it knows to be right.
 
     The dataclass's ``__init__`` sets each field of a frozen instance through
     ``object.__setattr__``; setting the slots directly makes the same object in about a
@@ -57,6 +57,8 @@ def fast_constructor(cls: type[_Value]) -> Callable[..., _Value]:
     """
     if "__post_init__" in vars(cls) or not getattr(cls, "__slots__", None):
         raise TypeError(f"{cls.__name__} cannot be made without its __init__")
+    # The engine's values have one to three fields; each count gets a constructor of its
+    # own, since a loop over the fields would cost what this saves.
     names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
     setters = tuple(getattr(cls, name).__set__ for name in names)
     new = object.__new__
@@ -90,16 +92,7 @@ def fast_constructor(cls: type[_Value]) -> Callable[..., _Value]:
             return value
 
         return make_three
-
-    def make(*values: Any) -> _Value:
-        if len(values) != len(setters):
-            raise TypeError(f"{cls.__name__} takes {len(setters)} values, not {len(values)}")
-        value = new(cls)
-        for setter, item in zip(setters, values, strict=True):
-            setter(value, item)
-        return value
-
-    return make
+    raise TypeError(f"{cls.__name__} has {len(setters)} fields; up to 3 are supported")
 
 
 @final

@@ -267,8 +267,7 @@ class MailTransaction:
         needs_utf8 = sender_needs_utf8 or bool(smtputf8)
         for recipient in self._recipients:
             wire, recipient_needs_utf8 = encode_address(
-                recipient if type(recipient) is str else _address(recipient),
-                smtputf8_offered=features.smtputf8,
+                _address(recipient), smtputf8_offered=features.smtputf8
             )
             wire_recipients.append(wire)
             needs_utf8 = needs_utf8 or recipient_needs_utf8
@@ -393,7 +392,7 @@ class MailTransaction:
             outcome=self._outcome,
             sender_reply=self._sender_reply,
             recipients=tuple(
-                _new_recipient_result(r if type(r) is str else _address(r), reply, message_reply)
+                _new_recipient_result(_address(r), reply, message_reply)
                 for r, reply, message_reply in zip(
                     self._recipients,
                     self._recipient_replies,
@@ -584,11 +583,11 @@ class MailTransaction:
         if (
             not self._use_bdat
             and not self._data_sent
-            and self._rcpt_sent == len(self._recipients)
-            and self._connection._may_send(Command.DATA)
+            and index == count
+            and connection._may_send(Command.DATA)
         ):
             self._data_sent = True
-            self._connection.data()
+            connection.data()
 
     def _send_next_rcpt(self) -> None:
         index = self._rcpt_sent
@@ -627,7 +626,10 @@ class MailTransaction:
 
 
 def _address(recipient: str | Recipient) -> str:
-    return recipient.address if isinstance(recipient, Recipient) else recipient
+    # Runs for every recipient of every message: the exact type test first is the cheap one.
+    if type(recipient) is str or not isinstance(recipient, Recipient):
+        return recipient
+    return recipient.address
 
 
 def _wire_size(data: bytes, *, binary: bool) -> int:

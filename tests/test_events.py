@@ -15,7 +15,6 @@ from smtp_proto import (
     Event,
     Greeting,
     MessageAccepted,
-    MessageOutcome,
     ReadyForData,
     RecipientAccepted,
     RecipientRefused,
@@ -152,7 +151,6 @@ _OK = Reply(code=250, lines=("ok",), raw=b"250 ok\r\n")
         (MessageAccepted, (_OK, None)),
         (MessageAccepted, (_OK, "d@example.com")),
         (RecipientResult, ("e@example.com", _OK, Reply(code=251, lines=("later",)))),
-        (TransactionResult, (MessageOutcome.ACCEPTED, _OK, (), _OK)),
     ],
 )
 def test_fast_constructor_makes_what_the_dataclass_makes(
@@ -184,10 +182,9 @@ def test_fast_constructor_refuses_a_class_without_slots() -> None:
         fast_constructor(Plain)
 
 
-def test_fast_constructor_counts_the_values() -> None:
-    make = fast_constructor(TransactionResult)
-    with pytest.raises(TypeError, match=r"^TransactionResult takes 4 values, not 3$"):
-        make(MessageOutcome.ACCEPTED, _OK, ())
+def test_fast_constructor_refuses_more_than_three_fields() -> None:
+    with pytest.raises(TypeError, match=r"^TransactionResult has 4 fields; up to 3 are supported$"):
+        fast_constructor(TransactionResult)
 
 
 def test_event_classes_are_leaves() -> None:
