@@ -728,20 +728,37 @@ class ClientConnection:
 
     def _send_rcpt(self, recipient: str, line: bytes) -> None:
         # *line* was made by format_rcpt, which checked it.
-        self._check_rcpt_encoding(recipient)
+        self._check_rcpt_encoding((recipient,))
         self._send(Command.RCPT, recipient, line)
 
-    def _send_rcpt_if_allowed(self, recipient: str, line: bytes) -> bool:
-        # For a pipelined envelope: send RCPT if the session lets it go now, checking that
-        # once (this runs for every recipient of every message).
-        if self._send_refusal(Command.RCPT) is not None:
-            return False
-        self._check_rcpt_encoding(recipient)
-        self._push(Command.RCPT, recipient, line, SEND_TRANSITIONS[self._state][Command.RCPT])
-        return True
+    def _send_rcpts(self, recipients: list[str], lines: list[bytes], start: int) -> int:
+        # For a pipelined envelope: send as many RCPTs from *start* on as the session lets
+        # go now, all in one step (this runs for every message), and return the index of
+        # the first one left. What _send_refusal checks is the same for each of them: the
+        # state after a RCPT is one that takes RCPT again (a test holds the table to it), so
+        # only the count of commands in flight can stop them, and it is counted here.
+        if start >= len(recipients) or self._send_refusal(Command.RCPT) is not None:
+            return start
+        room = self._limits.max_commands_in_flight - len(self._pending) if self._pipelining else 1
+        stop = min(len(recipients), start + room)
+        sending = recipients[start:stop]
+        self._check_rcpt_encoding(sending)
+        rcpt = Command.RCPT
+        transaction = self._transaction
+        self._pending.extend([_Pending(rcpt, recipient, transaction) for recipient in sending])
+        self._outbox += lines[start:stop]
+        # None: each line is its own log entry (see data_to_send_and_log).
+        self._outbox_log += [None] * len(sending)
+        self._set_state(SEND_TRANSITIONS[self._state][rcpt])
+        return stop
 
-    def _check_rcpt_encoding(self, recipient: str) -> None:
-        if not recipient.isascii() and self._transaction is not None and not self._transaction.utf8:
+    def _check_rcpt_encoding(self, recipients: Iterable[str]) -> None:
+        transaction = self._transaction
+        if (
+            transaction is not None
+            and not transaction.utf8
+            and not all(recipient.isascii() for recipient in recipients)
+        ):
             raise ValueError(_NEEDS_SMTPUTF8)
 
     def _abandon(self, message: str) -> NoReturn:

@@ -118,48 +118,50 @@ class ReplyReader:
 
     def next_reply(self) -> Reply | None:
         """Return the next complete reply, or None if more bytes are needed."""
+        buffer = self._buffer
         while True:
-            raw_line = self._next_line()
-            if raw_line is None:
+            newline = buffer.find(b"\n", self._scanned)
+            if newline < 0:
+                self._check_partial_line()
                 return None
-            # A line seen before as a whole reply is that reply again, already checked.
+            end = newline + 1
+            self.bytes_examined += end - self._scanned
+            if end > self._limits.max_reply_line_length:
+                raise _line_too_long(self._limits)
+            raw_line = bytes(buffer[:end])
+            # A line seen before as a whole reply is that reply again: the same octets
+            # passed every check below when they were first parsed.
             if self._code is None and (cached := self._cache.get(raw_line)) is not None:
+                del buffer[:end]
+                self._scanned = 0
                 return cached
+            self._check_line(raw_line)
+            del buffer[:end]
+            self._scanned = 0
             reply = self._add_line(raw_line)
             if reply is not None:
                 return reply
 
-    def _next_line(self) -> bytes | None:
-        # Returns the next complete line with its CRLF, after checking its line end.
+    def _check_partial_line(self) -> None:
+        # The buffer holds no line end: check what there is of the line so far.
         buffer = self._buffer
-        max_line = self._limits.max_reply_line_length
-        newline = buffer.find(b"\n", self._scanned)
-        if newline < 0:
-            end = len(buffer)
-            self.bytes_examined += end - self._scanned
-            # A CR anywhere but in the last octet is followed by something other than LF.
-            if buffer.find(b"\r", self._scanned, end - 1) >= 0:
-                raise RemoteProtocolError("bare CR in a reply line")
-            if end >= max_line:
-                raise RemoteProtocolError(
-                    f"reply line longer than {max_line} octets (Limits.max_reply_line_length)"
-                )
-            # A CR in the last octet is checked again once the next octet arrives.
-            self._scanned = end - 1 if end and buffer[end - 1] == 0x0D else end
-            return None
-        self.bytes_examined += newline + 1 - self._scanned
-        if newline + 1 > max_line:
-            raise RemoteProtocolError(
-                f"reply line longer than {max_line} octets (Limits.max_reply_line_length)"
-            )
-        if newline == 0 or buffer[newline - 1] != 0x0D:
-            raise RemoteProtocolError("bare LF in a reply line")
-        if buffer.find(b"\r", self._scanned, newline - 1) >= 0:
+        end = len(buffer)
+        self.bytes_examined += end - self._scanned
+        # A CR anywhere but in the last octet is followed by something other than LF.
+        if buffer.find(b"\r", self._scanned, end - 1) >= 0:
             raise RemoteProtocolError("bare CR in a reply line")
-        line = bytes(buffer[: newline + 1])
-        del buffer[: newline + 1]
-        self._scanned = 0
-        return line
+        if end >= self._limits.max_reply_line_length:
+            raise _line_too_long(self._limits)
+        # A CR in the last octet is checked again once the next octet arrives.
+        self._scanned = end - 1 if end and buffer[end - 1] == 0x0D else end
+
+    def _check_line(self, raw_line: bytes) -> None:
+        # A complete line, up to and including the first LF in the buffer, within the
+        # length limit.
+        if len(raw_line) < 2 or raw_line[-2] != 0x0D:
+            raise RemoteProtocolError("bare LF in a reply line")
+        if raw_line.find(b"\r", self._scanned, len(raw_line) - 2) >= 0:
+            raise RemoteProtocolError("bare CR in a reply line")
 
     def _add_line(self, raw_line: bytes) -> Reply | None:
         match = _REPLY_LINE.fullmatch(raw_line, 0, len(raw_line) - 2)
@@ -205,6 +207,13 @@ class ReplyReader:
         self._lines = []
         self._raw = []
         self._reply_size = 0
+
+
+def _line_too_long(limits: Limits) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"reply line longer than {limits.max_reply_line_length} octets "
+        "(Limits.max_reply_line_length)"
+    )
 
 
 def _excerpt(data: bytes) -> str:

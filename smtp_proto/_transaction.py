@@ -331,7 +331,7 @@ class MailTransaction:
         self._normalizer = None if self._binary or not use_bdat else LineEndingNormalizer()
         self._data = data
         self._offset = 0
-        self._data_sent = False
+        self._envelope_sent = False  # every RCPT, and DATA unless BDAT follows
 
         # -- what start() sends --
         self._features = features
@@ -480,7 +480,7 @@ class MailTransaction:
             if event.reply.is_positive:
                 self._accepted_count += 1
             self._rcpt_answered += 1
-            if self._pipelining:
+            if self._pipelining and not self._envelope_sent:
                 self._send_envelope()
             if self._rcpt_answered == len(self._recipients):
                 self._after_recipients()
@@ -571,22 +571,17 @@ class MailTransaction:
     def _send_envelope(self) -> None:
         # With PIPELINING, as much of the envelope as the connection lets go now: every
         # RCPT, then DATA, within Limits.max_commands_in_flight; the rest follows as
-        # replies make room.
+        # replies make room. (BDAT goes with the content, not here.)
         connection = self._connection
-        index = self._rcpt_sent
-        count = len(self._recipients)
-        while index < count and connection._send_rcpt_if_allowed(
-            self._wire_recipients[index], self._rcpt_lines[index]
-        ):
-            index += 1
-            self._rcpt_sent = index
-        if (
-            not self._use_bdat
-            and not self._data_sent
-            and index == count
-            and connection._may_send(Command.DATA)
-        ):
-            self._data_sent = True
+        index = self._rcpt_sent = connection._send_rcpts(
+            self._wire_recipients, self._rcpt_lines, self._rcpt_sent
+        )
+        if index < len(self._recipients):
+            return
+        if self._use_bdat:
+            self._envelope_sent = True
+        elif connection._may_send(Command.DATA):
+            self._envelope_sent = True
             connection.data()
 
     def _send_next_rcpt(self) -> None:

@@ -267,6 +267,16 @@ def test_group_enders_are_exactly_the_commands_rfc_2920_names() -> None:
     assert set(Command) - GROUP_ENDERS == followable
 
 
+def test_a_rcpt_leads_where_more_rcpts_may_follow_and_stay() -> None:
+    # A pipelined envelope sends its recipients in one step, checking the state once: that
+    # holds only if every RCPT after the first is allowed and leaves the state as it was.
+    for state, commands in SEND_TRANSITIONS.items():
+        if Command.RCPT in commands:
+            after = commands[Command.RCPT]
+            assert SEND_TRANSITIONS[after][Command.RCPT] is after, state
+            assert Command.RCPT not in GROUP_ENDERS
+
+
 @pytest.mark.parametrize("command", list(Command))
 def test_421_answers_every_command(command: Command) -> None:
     # RFC 5321 section 3.8: 421 may come in reply to any command, and ends the session.
