@@ -22,8 +22,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import cast
 
-__all__ = ["check_text", "format_command", "format_hello", "format_mail", "format_rcpt"]
+__all__ = [
+    "check_text",
+    "format_command",
+    "format_hello",
+    "format_mail",
+    "format_plain_rcpts",
+    "format_rcpt",
+]
 
 # C0 controls (CR, LF and NUL among them), DEL and the C1 controls (NEL, U+0085, is a line
 # break to some software). Lone surrogates, which Python strings can hold (for example after
@@ -49,6 +57,11 @@ _ADDRESS = re.compile(r'(?:"(?:[^"\\<>]|\\[^<>])*"@)?[^ <>]*')
 # An address that every check above accepts as it is: printable ASCII without SP, '"',
 # '<' or '>'. Most addresses are such, and skip the separate checks (the others take them).
 _PLAIN_ADDRESS = re.compile(r"[!#-;=?-~]+")
+# Plain addresses joined by LF: one match checks a whole list (once the LFs are counted).
+_PLAIN_ADDRESSES = re.compile(r"[!#-;=?-~]+(?:\n[!#-;=?-~]+)*")
+
+# "RCPT TO:<" and ">" CRLF around the address.
+_RCPT_FRAME_LENGTH = 12
 
 # RFC 5321 section 4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
 _ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
@@ -223,6 +236,30 @@ def format_rcpt(
     if not address:
         raise ValueError("recipient must not be empty")
     return _finish(f"RCPT TO:<{address}>{_format_parameters(parameters)}", "RCPT", max_line_length)
+
+
+def format_plain_rcpts(recipients: Sequence[object], *, max_line_length: int) -> list[bytes] | None:
+    """The RCPT lines, without parameters, of *recipients* if every one is a plain address
+    (printable ASCII, no SP, '"', '<' or '>') whose line fits; None otherwise, and the
+    caller formats them one by one with :func:`format_rcpt`, which builds the same lines
+    (the tests compare the two) and says what is wrong.
+
+    A message to many recipients is checked with one match over them all.
+
+    >>> format_plain_rcpts(["a@b", "c@d"], max_line_length=512)
+    [b'RCPT TO:<a@b>\\r\\n', b'RCPT TO:<c@d>\\r\\n']
+    """
+    if set(map(type, recipients)) != {str}:
+        return None
+    addresses = cast("Sequence[str]", recipients)
+    joined = "\n".join(addresses)
+    # As many LFs as were put in between: an address holding one of its own is not plain.
+    if joined.count("\n") != len(addresses) - 1 or _PLAIN_ADDRESSES.fullmatch(joined) is None:
+        return None
+    # ASCII: as many octets as characters.
+    if max(map(len, addresses)) + _RCPT_FRAME_LENGTH > max_line_length:
+        return None
+    return [b"RCPT TO:<" + address.encode("ascii") + b">\r\n" for address in addresses]
 
 
 def format_command(verb: str, arguments: Sequence[str], *, max_line_length: int) -> bytes:

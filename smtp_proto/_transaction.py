@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeGuard, cast, final
 
-from ._commands import format_mail, format_rcpt
+from ._commands import format_mail, format_plain_rcpts, format_rcpt
 from ._data import LineEndingNormalizer
 from ._envelope import (
     Body,
@@ -41,6 +41,7 @@ from ._errors import LocalProtocolError
 from ._events import (
     ChunkAccepted,
     ConnectionClosed,
+    EhloFeatures,
     Event,
     MessageAccepted,
     MessageRejected,
@@ -263,14 +264,21 @@ class MailTransaction:
 
         # -- the envelope, checked whole before anything is sent --
         wire_sender, sender_needs_utf8 = encode_address(sender, smtputf8_offered=features.smtputf8)
-        wire_recipients = []
         needs_utf8 = sender_needs_utf8 or bool(smtputf8)
-        for recipient in self._recipients:
-            wire, recipient_needs_utf8 = encode_address(
-                _address(recipient), smtputf8_offered=features.smtputf8
-            )
-            wire_recipients.append(wire)
-            needs_utf8 = needs_utf8 or recipient_needs_utf8
+        limit = connection.limits.max_command_line_length
+        # Most recipients are plain addresses, which go on the wire as they are and need
+        # nothing: such a list is checked and formatted at once.
+        plain_lines = format_plain_rcpts(self._recipients, max_line_length=limit)
+        if plain_lines is not None:
+            wire_recipients = cast("list[str]", self._recipients)
+        else:
+            wire_recipients = []
+            for recipient in self._recipients:
+                wire, recipient_needs_utf8 = encode_address(
+                    _address(recipient), smtputf8_offered=features.smtputf8
+                )
+                wire_recipients.append(wire)
+                needs_utf8 = needs_utf8 or recipient_needs_utf8
         parameters = mail_parameters(
             features,
             tls_active=connection.tls_active,
@@ -282,30 +290,12 @@ class MailTransaction:
             requiretls=requiretls,
             extra=mail_options,
         )
-        limit = connection.limits.max_command_line_length
         # Every line is formatted (and so checked) before the first is sent: a bad
         # recipient must not leave half a transaction on the wire.
         mail_line = format_mail(
             wire_sender, parameters, max_line_length=limit + line_allowance(parameters)
         )
-        rcpt_lines = []
-        for recipient, wire in zip(self._recipients, wire_recipients, strict=True):
-            if isinstance(recipient, Recipient):
-                recipient_parameters = rcpt_parameters(
-                    features,
-                    notify=recipient.notify,
-                    orcpt=recipient.original_recipient,
-                    extra=recipient.parameters,
-                )
-                line = format_rcpt(
-                    wire,
-                    recipient_parameters,
-                    max_line_length=limit + line_allowance(recipient_parameters),
-                )
-            else:
-                # No parameters, so no extension widens the line.
-                line = format_rcpt(wire, {}, max_line_length=limit)
-            rcpt_lines.append(line)
+        rcpt_lines = plain_lines or self._format_rcpts(wire_recipients, features, limit)
         self._wire_recipients = wire_recipients
         self._rcpt_lines = rcpt_lines
         self._use_bdat = use_bdat
@@ -344,6 +334,28 @@ class MailTransaction:
         self._started = False
         if start:
             self.start()
+
+    def _format_rcpts(
+        self, wire_recipients: list[str], features: EhloFeatures, limit: int
+    ) -> list[bytes]:
+        # Each RCPT line of recipients that are not all plain addresses.
+        lines = []
+        for recipient, wire in zip(self._recipients, wire_recipients, strict=True):
+            if isinstance(recipient, Recipient):
+                parameters = rcpt_parameters(
+                    features,
+                    notify=recipient.notify,
+                    orcpt=recipient.original_recipient,
+                    extra=recipient.parameters,
+                )
+                line = format_rcpt(
+                    wire, parameters, max_line_length=limit + line_allowance(parameters)
+                )
+            else:
+                # No parameters, so no extension widens the line.
+                line = format_rcpt(wire, {}, max_line_length=limit)
+            lines.append(line)
+        return lines
 
     def start(self) -> None:
         """Send the transaction's first commands. Only for a transaction made with

@@ -18,6 +18,7 @@ from smtp_proto._commands import (
     format_command,
     format_hello,
     format_mail,
+    format_plain_rcpts,
     format_rcpt,
 )
 
@@ -33,6 +34,7 @@ def test_all_names_exist() -> None:
         "format_command",
         "format_hello",
         "format_mail",
+        "format_plain_rcpts",
         "format_rcpt",
     ]
     for name in _commands.__all__:
@@ -703,3 +705,52 @@ def test_plain_recipient_shortcut_keeps_the_length_check() -> None:
     assert format_rcpt("a@b", {}, max_line_length=15) == b"RCPT TO:<a@b>\r\n"
     with pytest.raises(ValueError, match=r"^RCPT command line is 15 octets, longer than"):
         format_rcpt("a@b", {}, max_line_length=14)
+
+
+def _general_rcpt(address: str, limit: int) -> tuple[str, object]:
+    return _outcome(lambda: format_rcpt(address, MappingProxyType({}), max_line_length=limit))
+
+
+@settings(max_examples=500)
+@given(
+    addresses=st.lists(
+        st.one_of(
+            st.text(_ADDRESS_CHARACTERS, max_size=12),
+            st.text(max_size=12),
+            st.integers(490, 520).map(lambda n: "a" * n + "@b"),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    limit=st.sampled_from([512, 40, 16, 15, 14]),
+)
+def test_plain_recipients_at_once_match_one_by_one(addresses: list[str], limit: int) -> None:
+    # The lines are those format_rcpt's general path builds, and None comes exactly when
+    # some address is not plain or some line is too long: the caller then formats them one
+    # by one, which refuses what must be refused.
+    together = format_plain_rcpts(addresses, max_line_length=limit)
+    one_by_one = [_general_rcpt(address, limit) for address in addresses]
+    all_plain = all(_commands._PLAIN_ADDRESS.fullmatch(a) for a in addresses)
+    event("together" if together is not None else "one by one")
+    if together is None:
+        assert not all_plain or any(kind != "line" for kind, _ in one_by_one)
+    else:
+        assert all_plain
+        assert [("line", line) for line in together] == one_by_one
+
+
+def test_plain_recipients_at_once_take_only_str() -> None:
+    class Address(str):
+        pass
+
+    assert format_plain_rcpts([Address("a@b")], max_line_length=LIMIT) is None
+    assert format_plain_rcpts(["a@b", Address("c@d")], max_line_length=LIMIT) is None
+    assert format_plain_rcpts([b"a@b"], max_line_length=LIMIT) is None
+    assert format_plain_rcpts([], max_line_length=LIMIT) is None
+    # LF joins the addresses for the check, so one holding its own must still be refused.
+    assert format_plain_rcpts(["a@b\nRCPT TO:<c@d"], max_line_length=LIMIT) is None
+    assert format_plain_rcpts(["a@b", "\n"], max_line_length=LIMIT) is None
+    assert format_plain_rcpts(["a@b", "c@d"], max_line_length=LIMIT) == [
+        b"RCPT TO:<a@b>\r\n",
+        b"RCPT TO:<c@d>\r\n",
+    ]

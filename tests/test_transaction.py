@@ -440,6 +440,9 @@ def test_the_largest_envelope_with_dsn_fits() -> None:
     "kwargs",
     [
         {"recipients": ["ok@example.org", "bad@example.org>\r\nRCPT TO:<victim@example.org"]},
+        # Otherwise plain addresses, with a line end of their own.
+        {"recipients": ["ok@example.org", "bad@example.org\nRSET"]},
+        {"recipients": ["bad@example.org\r\nRSET", "ok@example.org"]},
         {"recipients": [Recipient(address="b@example.org", parameters={"X": "1\r\nRSET"})]},
         {"recipients": ["b@example.org"], "mail_options": {"X-EVIL": "a b"}},
         {"recipients": ["b@example.org"], "envid": "id\r\nRSET"},
