@@ -259,7 +259,10 @@ def format_plain_rcpts(recipients: Sequence[object], *, max_line_length: int) ->
     # ASCII: as many octets as characters.
     if max(map(len, addresses)) + _RCPT_FRAME_LENGTH > max_line_length:
         return None
-    return [b"RCPT TO:<" + address.encode("ascii") + b">\r\n" for address in addresses]
+    # Framed all at once; the lines hold no CR or LF but their own CRLF, so splitting at
+    # line ends gives back one line per address.
+    lines = "RCPT TO:<" + ">\r\nRCPT TO:<".join(addresses) + ">\r\n"
+    return lines.encode().splitlines(keepends=True)
 
 
 def format_command(verb: str, arguments: Sequence[str], *, max_line_length: int) -> bytes:

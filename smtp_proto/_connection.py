@@ -56,7 +56,6 @@ from ._transaction import DEFAULT_CHUNK_SIZE, MailTransaction, Recipient
 if TYPE_CHECKING:
     from email.message import Message
 from ._state import (
-    CLASS_OF_FIRST_DIGIT,
     GROUP_ENDERS,
     MESSAGE_END_COMMANDS,
     REPLY_TRANSITIONS,
@@ -64,6 +63,7 @@ from ._state import (
     TIMEOUT_FIELD,
     TRANSACTION_COMMANDS,
     TRANSACTION_STATES,
+    TRANSITIONS_BY_DIGIT,
     Command,
     ReplyClass,
     State,
@@ -754,11 +754,7 @@ class ClientConnection:
 
     def _check_rcpt_encoding(self, recipients: Iterable[str]) -> None:
         transaction = self._transaction
-        if (
-            transaction is not None
-            and not transaction.utf8
-            and not all(recipient.isascii() for recipient in recipients)
-        ):
+        if transaction is not None and not transaction.utf8 and not "".join(recipients).isascii():
             raise ValueError(_NEEDS_SMTPUTF8)
 
     def _abandon(self, message: str) -> NoReturn:
@@ -843,10 +839,10 @@ class ClientConnection:
             raise RemoteProtocolError(f"the server sent a {code} reply to no command")
         entry = pending[0]
         command = entry.command
-        kind = CLASS_OF_FIRST_DIGIT[code // 100]
-        transition = REPLY_TRANSITIONS.get((command, kind))
+        transition = TRANSITIONS_BY_DIGIT[command][code // 100]
         if transition is None:
             raise RemoteProtocolError(f"a {code} reply is not a valid answer to {command.value}")
+        build, state_changes, kind = transition
         transaction = entry.transaction
         if command in _REPLIES_CHECKED_FIRST:
             if command is Command.EHLO and code in _EHLO_UNKNOWN and self._may_use_helo():
@@ -873,7 +869,6 @@ class ClientConnection:
             event = self._lmtp_message_reply(entry, reply, kind)
         else:
             pending.popleft()
-            build, state_changes = transition
             event = build(entry.argument, reply)
             if state_changes and (transaction is None or transaction is self._transaction):
                 new_state = state_changes.get(self._state)

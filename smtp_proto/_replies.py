@@ -70,6 +70,7 @@ class ReplyReader:
         "_code",
         "_limits",
         "_lines",
+        "_max_line",
         "_raw",
         "_reply_size",
         "_scanned",
@@ -78,6 +79,7 @@ class ReplyReader:
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
+        self._max_line = limits.max_reply_line_length  # read for every line
         self._buffer = bytearray()
         # How much of the buffer's first (incomplete) line is known to hold no line end.
         self._scanned = 0
@@ -126,7 +128,7 @@ class ReplyReader:
                 return None
             end = newline + 1
             self.bytes_examined += end - self._scanned
-            if end > self._limits.max_reply_line_length:
+            if end > self._max_line:
                 raise _line_too_long(self._limits)
             raw_line = bytes(buffer[:end])
             # A line seen before as a whole reply is that reply again: the same octets

@@ -346,6 +346,23 @@ REPLY_TRANSITIONS: Mapping[
     **{(command, N): (_reply_itself, {}) for command in _ANYTIME},
 }
 
+#: The same table as the connection reads it for every reply: command -> its transitions
+#: indexed by the reply code's first digit (0 to 5; None where the reply is not a valid
+#: answer), each with the reply's class. Made from REPLY_TRANSITIONS, so one lookup replaces
+#: a class lookup, a key tuple and its hash.
+TRANSITIONS_BY_DIGIT: Mapping[
+    Command, tuple[tuple[EventBuilder, Mapping[State, State], ReplyClass] | None, ...]
+] = {
+    command: tuple(
+        (*REPLY_TRANSITIONS[command, kind], kind)
+        if (kind := CLASS_OF_FIRST_DIGIT.get(digit)) is not None
+        and (command, kind) in REPLY_TRANSITIONS
+        else None
+        for digit in range(6)
+    )
+    for command in Command
+}
+
 #: Commands that belong to one mail transaction. Only their replies are checked against the
 #: transaction still current before changing state; every other command ends a pipelined
 #: group, so the state cannot have moved on while its reply was awaited.

@@ -270,12 +270,14 @@ class MailTransaction:
         # nothing: such a list is checked and formatted at once.
         plain_lines = format_plain_rcpts(self._recipients, max_line_length=limit)
         if plain_lines is not None:
-            wire_recipients = cast("list[str]", self._recipients)
+            # The addresses as given, which are also what goes on the wire.
+            self._addresses = wire_recipients = cast("list[str]", self._recipients)
         else:
+            self._addresses = [_address(recipient) for recipient in self._recipients]
             wire_recipients = []
-            for recipient in self._recipients:
+            for address in self._addresses:
                 wire, recipient_needs_utf8 = encode_address(
-                    _address(recipient), smtputf8_offered=features.smtputf8
+                    address, smtputf8_offered=features.smtputf8
                 )
                 wire_recipients.append(wire)
                 needs_utf8 = needs_utf8 or recipient_needs_utf8
@@ -403,13 +405,13 @@ class MailTransaction:
         return TransactionResult(
             outcome=self._outcome,
             sender_reply=self._sender_reply,
+            # The three lists were made as long as each other, one entry per recipient.
             recipients=tuple(
-                _new_recipient_result(_address(r), reply, message_reply)
-                for r, reply, message_reply in zip(
-                    self._recipients,
+                map(
+                    _new_recipient_result,
+                    self._addresses,
                     self._recipient_replies,
                     self._message_replies,
-                    strict=True,
                 )
             ),
             message_reply=self._message_reply,
@@ -489,7 +491,7 @@ class MailTransaction:
         # comparing exact types says what isinstance says, more cheaply.
         if type(event) is RecipientAccepted or type(event) is RecipientRefused:
             self._recipient_replies[self._rcpt_answered] = event.reply
-            if event.reply.is_positive:
+            if type(event) is RecipientAccepted:
                 self._accepted_count += 1
             self._rcpt_answered += 1
             if self._pipelining and not self._envelope_sent:
@@ -604,6 +606,9 @@ class MailTransaction:
     def _record_message_reply(self, reply: Reply) -> None:
         # Under SMTP one reply decides the message for every accepted recipient.
         self._message_reply = reply
+        if self._accepted_count == len(self._recipients):
+            self._message_replies = [reply] * self._accepted_count
+            return
         for index, rcpt_reply in enumerate(self._recipient_replies):
             if rcpt_reply is not None and rcpt_reply.is_positive:
                 self._message_replies[index] = reply

@@ -25,6 +25,7 @@ from smtp_proto._state import (
     REPLY_TRANSITIONS,
     SEND_TRANSITIONS,
     TIMEOUT_FIELD,
+    TRANSITIONS_BY_DIGIT,
     ReplyClass,
 )
 
@@ -265,6 +266,19 @@ def test_group_enders_are_exactly_the_commands_rfc_2920_names() -> None:
         Command.END_OF_DATA,
     }
     assert set(Command) - GROUP_ENDERS == followable
+
+
+def test_transitions_by_digit_are_the_reply_table() -> None:
+    classes = {2: ReplyClass.POSITIVE, 3: ReplyClass.INTERMEDIATE}
+    classes |= {4: ReplyClass.NEGATIVE, 5: ReplyClass.NEGATIVE}
+    assert set(TRANSITIONS_BY_DIGIT) == set(Command)
+    for command, row in TRANSITIONS_BY_DIGIT.items():
+        assert len(row) == 6
+        assert row[:2] == (None, None)
+        for digit in range(2, 6):
+            kind = classes[digit]
+            expected = REPLY_TRANSITIONS.get((command, kind))
+            assert row[digit] == (None if expected is None else (*expected, kind))
 
 
 def test_a_rcpt_leads_where_more_rcpts_may_follow_and_stay() -> None:
