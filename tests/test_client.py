@@ -25,6 +25,7 @@ from smtp_proto import (
     Read,
     Reply,
     StartTls,
+    State,
     TlsPolicy,
     TlsUnavailable,
     TransactionResult,
@@ -438,6 +439,30 @@ def test_a_batch_cut_short_by_421_fails_the_rest_without_sending_them() -> None:
     # The last two never started: no reply of any kind.
     assert results[2].sender_reply is None
     assert results[3].recipients[0].reply is None
+    assert sum(c.startswith("MAIL") for c in server.commands) == 2
+
+
+def test_a_batch_cut_short_by_the_server_closing_ends() -> None:
+    # The server reads the second message's MAIL and closes without a word: the second
+    # message cannot be known delivered, and the two after it were never sent.
+    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 4)
+    mails = iter([True, False])
+
+    def mail(_: str) -> bytes:
+        if next(mails):
+            return b"250 2.1.0 ok\r\n"
+        server._closed = True
+        return b""
+
+    server.mail = mail
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [
+        MessageOutcome.ACCEPTED,
+        MessageOutcome.FAILED,
+        MessageOutcome.FAILED,
+        MessageOutcome.FAILED,
+    ]
+    assert conn.state is State.CLOSED
     assert sum(c.startswith("MAIL") for c in server.commands) == 2
 
 
