@@ -305,7 +305,7 @@ class Player:
         """Whether *command* may be written now as far as pipelining goes (RFC 2920)."""
         conn = self.conn
         if self.script.options & TRUST_ENGINE:
-            return conn._send_refusal(command) is None
+            return conn._may_send(command)
         if conn.commands_in_flight == 0:
             return True
         return (

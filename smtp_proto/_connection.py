@@ -310,7 +310,7 @@ class ClientConnection:
         either nothing awaits a reply or the server allows pipelining past what does."""
         return (
             self._state is State.READY
-            and self._send_refusal(Command.MAIL) is None
+            and self._may_send(Command.MAIL)
             and not (self._require_tls and not self._tls_active)
         )
 
@@ -676,28 +676,35 @@ class ClientConnection:
     def _command_line(self, verb: str, arguments: tuple[str, ...]) -> bytes:
         return format_command(verb, arguments, max_line_length=self._limits.max_command_line_length)
 
-    def _send_refusal(self, command: Command) -> str | None:
-        # Why *command* cannot be sent now, or None if it can.
+    def _may_send(self, command: Command) -> bool:
+        # Whether *command* may be sent now. Asked several times per message, so it makes
+        # no message; _refusal says why not, and _check_send raises it.
+        if command not in SEND_TRANSITIONS[self._state]:
+            return False
+        pending = self._pending
+        return not pending or (
+            self._pipelining
+            and pending[-1].command not in GROUP_ENDERS
+            and len(pending) < self._limits.max_commands_in_flight
+        )
+
+    def _refusal(self, command: Command) -> str:
+        # Why *command* cannot be sent now, when _may_send says it cannot.
         if command not in SEND_TRANSITIONS[self._state]:
             return f"{command.value} cannot be sent in state {self._state.name}"
-        if self._pending:
-            waiting_for = self._pending[-1].command
-            if waiting_for in GROUP_ENDERS or not self._pipelining:
-                return f"{command.value} cannot be sent before the reply to {waiting_for.value}" + (
-                    "" if self._pipelining else " (the server does not offer PIPELINING)"
-                )
-            if len(self._pending) >= self._limits.max_commands_in_flight:
-                return (
-                    f"{len(self._pending)} commands already await replies "
-                    "(Limits.max_commands_in_flight)"
-                )
-        return None
+        waiting_for = self._pending[-1].command
+        if waiting_for in GROUP_ENDERS or not self._pipelining:
+            return f"{command.value} cannot be sent before the reply to {waiting_for.value}" + (
+                "" if self._pipelining else " (the server does not offer PIPELINING)"
+            )
+        return (
+            f"{len(self._pending)} commands already await replies (Limits.max_commands_in_flight)"
+        )
 
     def _check_send(self, command: Command) -> State:
         # The state after sending *command*, or LocalProtocolError if it cannot be sent now.
-        refusal = self._send_refusal(command)
-        if refusal is not None:
-            raise LocalProtocolError(refusal)
+        if not self._may_send(command):
+            raise LocalProtocolError(self._refusal(command))
         return SEND_TRANSITIONS[self._state][command]
 
     def _line_limit(self, parameters: Mapping[str, str | None]) -> int:
@@ -734,10 +741,10 @@ class ClientConnection:
     def _send_rcpts(self, recipients: list[str], lines: list[bytes], start: int) -> int:
         # For a pipelined envelope: send as many RCPTs from *start* on as the session lets
         # go now, all in one step (this runs for every message), and return the index of
-        # the first one left. What _send_refusal checks is the same for each of them: the
+        # the first one left. What _may_send checks is the same for each of them: the
         # state after a RCPT is one that takes RCPT again (a test holds the table to it), so
         # only the count of commands in flight can stop them, and it is counted here.
-        if start >= len(recipients) or self._send_refusal(Command.RCPT) is not None:
+        if start >= len(recipients) or not self._may_send(Command.RCPT):
             return start
         room = self._limits.max_commands_in_flight - len(self._pending) if self._pipelining else 1
         stop = min(len(recipients), start + room)
@@ -775,9 +782,6 @@ class ClientConnection:
         self._state = State.ERROR
         self._outbox.clear()
         self._outbox_log.clear()
-
-    def _may_send(self, command: Command) -> bool:
-        return self._send_refusal(command) is None
 
     def _reset_soon(self) -> None:
         # RSET for a failed MailTransaction. The caller may have pipelined a command that
