@@ -116,6 +116,7 @@ class _Transaction:
     __slots__ = ("accepted", "message_failed", "owner", "utf8")
 
     def __init__(self, owner: MailTransaction | None, utf8: bool) -> None:
+        # Under LMTP, the recipients accepted, whom the replies to the content answer for.
         self.accepted: list[str] = []
         self.message_failed = False
         # Whether MAIL carried SMTPUTF8, which non-ASCII recipients need (RFC 6531).
@@ -888,8 +889,9 @@ class ClientConnection:
     def _record(self, event: Event, entry: _Pending, kind: ReplyClass) -> None:
         # What the session learns from a reply, beyond its state. Every event class is
         # final, so comparing exact types says what isinstance says, without its calls.
-        if type(event) is RecipientAccepted and entry.transaction is not None:
-            entry.transaction.accepted.append(entry.argument)
+        if type(event) is RecipientAccepted:
+            if self._lmtp and entry.transaction is not None:
+                entry.transaction.accepted.append(entry.argument)
         elif type(event) is EhloFeatures:
             self._features = event
             self._pipelining = event.pipelining

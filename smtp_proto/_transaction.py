@@ -490,13 +490,14 @@ class MailTransaction:
         # The most frequent first: a reply per recipient. Every event class is final, so
         # comparing exact types says what isinstance says, more cheaply.
         if type(event) is RecipientAccepted or type(event) is RecipientRefused:
-            self._recipient_replies[self._rcpt_answered] = event.reply
+            answered = self._rcpt_answered
+            self._recipient_replies[answered] = event.reply
+            self._rcpt_answered = answered = answered + 1
             if type(event) is RecipientAccepted:
                 self._accepted_count += 1
-            self._rcpt_answered += 1
             if self._pipelining and not self._envelope_sent:
                 self._send_envelope()
-            if self._rcpt_answered == len(self._recipients):
+            if answered == len(self._recipient_replies):
                 self._after_recipients()
             elif not self._pipelining:
                 self._send_next_rcpt()
