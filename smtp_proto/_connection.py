@@ -47,6 +47,7 @@ from ._events import (
     RecipientAccepted,
     Reply,
     ServiceClosing,
+    StartTlsReady,
 )
 from ._limits import Limits, Timeouts
 from ._replies import ReplyReader
@@ -105,6 +106,12 @@ _NEEDS_SMTPUTF8 = (
 # RFC 5321 section 4.1.4: a server that does not know EHLO answers 500 or 502, and the client
 # may then fall back to HELO.
 _EHLO_UNKNOWN = frozenset({500, 502})
+
+# Events the session learns something from beyond its state (see _record); most replies
+# (a sender's or a recipient's acceptance, say) teach it nothing more.
+_RECORDED_EVENTS: frozenset[type[Event]] = frozenset(
+    {EhloFeatures, ReadyForData, MessageRejected, StartTlsReady}
+)
 
 # Commands whose replies may need more than the reply table (a HELO fallback, a chunk
 # after a failed one, an AUTH challenge); the others go straight to it.
@@ -230,6 +237,9 @@ class ClientConnection:
         timeouts: Timeouts | None = None,
     ) -> None:
         self._lmtp = lmtp
+        # The events whose replies _record learns from: under LMTP also every accepted
+        # recipient, whom the replies to the content answer for.
+        self._recorded_events = _RECORDED_EVENTS | ({RecipientAccepted} if lmtp else set())
         self._tls_active = tls_active
         self._require_tls = require_tls
         self._peer_is_loopback = peer_is_loopback
@@ -879,19 +889,21 @@ class ClientConnection:
                 new_state = state_changes.get(self._state)
                 if new_state is not None:
                     self._set_state(new_state)
-            self._record(event, entry, kind)
+            if type(event) in self._recorded_events:
+                self._record(event, entry)
         # Last, once the session's state is up to date: the transaction that sent the
         # command may answer by sending more.
         if transaction is not None and transaction.owner is not None:
             transaction.owner._on_event(event)
         return event
 
-    def _record(self, event: Event, entry: _Pending, kind: ReplyClass) -> None:
-        # What the session learns from a reply, beyond its state. Every event class is
-        # final, so comparing exact types says what isinstance says, without its calls.
+    def _record(self, event: Event, entry: _Pending) -> None:
+        # What the session learns from a reply, beyond its state: only for the events in
+        # _recorded_events. Every event class is final, so comparing exact types says what
+        # isinstance says, without its calls.
         if type(event) is RecipientAccepted:
-            if self._lmtp and entry.transaction is not None:
-                entry.transaction.accepted.append(entry.argument)
+            # RCPT is only sent within a transaction, so it always has one.
+            cast("_Transaction", entry.transaction).accepted.append(entry.argument)
         elif type(event) is EhloFeatures:
             self._features = event
             self._pipelining = event.pipelining
@@ -899,11 +911,7 @@ class ClientConnection:
             self._data_writer = DataWriter()
         elif type(event) is MessageRejected and entry.transaction is not None:
             entry.transaction.message_failed = True
-        elif (
-            entry.command is Command.STARTTLS
-            and kind is ReplyClass.POSITIVE
-            and self._reader.buffered
-        ):
+        elif type(event) is StartTlsReady and self._reader.buffered:
             raise RemoteProtocolError(
                 "the server sent bytes after its reply to STARTTLS, before the TLS "
                 "handshake (possible injection)"

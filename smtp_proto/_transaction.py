@@ -323,7 +323,8 @@ class MailTransaction:
         self._normalizer = None if self._binary or not use_bdat else LineEndingNormalizer()
         self._data = data
         self._offset = 0
-        self._envelope_sent = False  # every RCPT, and DATA unless BDAT follows
+        # With PIPELINING, until every RCPT (and DATA, unless BDAT follows) is sent.
+        self._envelope_pending = self._pipelining
 
         # -- what start() sends --
         self._features = features
@@ -495,7 +496,7 @@ class MailTransaction:
             self._rcpt_answered = answered = answered + 1
             if type(event) is RecipientAccepted:
                 self._accepted_count += 1
-            if self._pipelining and not self._envelope_sent:
+            if self._envelope_pending:
                 self._send_envelope()
             if answered == len(self._recipient_replies):
                 self._after_recipients()
@@ -594,9 +595,9 @@ class MailTransaction:
         if index < len(self._recipients):
             return
         if self._use_bdat:
-            self._envelope_sent = True
+            self._envelope_pending = False
         elif connection._may_send(Command.DATA):
-            self._envelope_sent = True
+            self._envelope_pending = False
             connection.data()
 
     def _send_next_rcpt(self) -> None:
