@@ -335,8 +335,7 @@ def send_transactions(
         # Take in the other replies that have arrived as well before deciding again what to
         # send: deciding once after them costs less than deciding after each, and what is
         # decided still goes out before the next read.
-        while conn.state not in _ENDED_STATES and conn.next_event() is not NEED_DATA:
-            pass
+        conn._take_replies()
     for transaction in waiting:
         transaction._never_started()
     yield from _flush(conn)

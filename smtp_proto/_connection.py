@@ -113,6 +113,9 @@ _RECORDED_EVENTS: frozenset[type[Event]] = frozenset(
     {EhloFeatures, ReadyForData, MessageRejected, StartTlsReady}
 )
 
+# States in which _take_replies stops: the session ended, or waits for the TLS handshake.
+_REPLIES_NOT_TAKEN = frozenset({State.CLOSED, State.ERROR, State.QUIT_SENT, State.TLS_HANDSHAKE})
+
 # Commands whose replies may need more than the reply table (a HELO fallback, a chunk
 # after a failed one, an AUTH challenge); the others go straight to it.
 _REPLIES_CHECKED_FIRST = frozenset({Command.EHLO, Command.BDAT, Command.BDAT_LAST, Command.AUTH})
@@ -398,11 +401,43 @@ class ClientConnection:
                 # A partial reply cut off by the close is meaningless and dropped.
                 return self._close() if self._end_of_stream else NEED_DATA
             event = self._on_reply(reply)
-            if self._rset_deferred and self._may_send(Command.RSET):
-                self._rset_deferred = False
-                self._send(Command.RSET, "", b"RSET\r\n")
+            if self._rset_deferred:
+                self._send_deferred_rset()
             if event is not None:
                 return event
+
+    @_poisons
+    def _take_replies(self) -> None:
+        # For send_transactions, which reads no event: take in every complete reply
+        # received, as next_event would, until more bytes are needed or the session ends
+        # or pauses. A recipient's reply, most of what a batch receives, goes the short
+        # way, without the event nobody would read: the reply table gives RCPT no state
+        # change, and outside LMTP nothing is recorded of it (a test holds the table to
+        # that), so only its transaction learns of it.
+        pending = self._pending
+        reader = self._reader
+        while self._state not in _REPLIES_NOT_TAKEN:
+            if self._lmtp or not pending or pending[0].command is not Command.RCPT:
+                if self.next_event() is NEED_DATA:
+                    return
+                continue
+            reply = reader.next_reply()
+            if reply is None:
+                # next_event says whether the stream ended, and ends the session if so.
+                self.next_event()
+                return
+            code = reply.code
+            owner = cast("_Transaction", pending[0].transaction).owner
+            if owner is not None and (code < 300 or (code >= 400 and code != 421)):
+                pending.popleft()
+                owner._on_recipient_reply(reply, accepted=code < 300)
+                # Unlike next_event, no deferred RSET is looked for: a transaction whose
+                # recipients were all refused resets at once (the RCPT just answered made
+                # room), unless DATA was pipelined after them, and then DATA's reply
+                # decides instead (MailTransaction._after_recipients).
+            else:
+                # A 421 or a 3xx (which _on_reply refuses), or the caller's own RCPT.
+                self._on_reply(reply)
 
     # -- commands ----------------------------------------------------------------------
 
@@ -793,6 +828,11 @@ class ClientConnection:
         self._state = State.ERROR
         self._outbox.clear()
         self._outbox_log.clear()
+
+    def _send_deferred_rset(self) -> None:
+        if self._may_send(Command.RSET):
+            self._rset_deferred = False
+            self._send(Command.RSET, "", b"RSET\r\n")
 
     def _reset_soon(self) -> None:
         # RSET for a failed MailTransaction. The caller may have pipelined a command that

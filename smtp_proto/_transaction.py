@@ -491,17 +491,7 @@ class MailTransaction:
         # The most frequent first: a reply per recipient. Every event class is final, so
         # comparing exact types says what isinstance says, more cheaply.
         if type(event) is RecipientAccepted or type(event) is RecipientRefused:
-            answered = self._rcpt_answered
-            self._recipient_replies[answered] = event.reply
-            self._rcpt_answered = answered = answered + 1
-            if type(event) is RecipientAccepted:
-                self._accepted_count += 1
-            if self._envelope_pending:
-                self._send_envelope()
-            if answered == len(self._recipient_replies):
-                self._after_recipients()
-            elif not self._pipelining:
-                self._send_next_rcpt()
+            self._on_recipient_reply(event.reply, accepted=type(event) is RecipientAccepted)
         elif type(event) is SenderAccepted:
             self._sender_reply = event.reply
             if self._pipelining:
@@ -532,6 +522,22 @@ class MailTransaction:
             self._finish(
                 MessageOutcome.DELIVERY_UNKNOWN if self._content_ended else MessageOutcome.FAILED
             )
+
+    def _on_recipient_reply(self, reply: Reply, *, accepted: bool) -> None:
+        # A RCPT's reply, from _on_event or straight from the connection (see
+        # ClientConnection._take_replies). Never after the outcome: the recipients are
+        # answered before anything that decides it.
+        answered = self._rcpt_answered
+        self._recipient_replies[answered] = reply
+        self._rcpt_answered = answered = answered + 1
+        if accepted:
+            self._accepted_count += 1
+        if self._envelope_pending:
+            self._send_envelope()
+        if answered == len(self._recipient_replies):
+            self._after_recipients()
+        elif not self._pipelining:
+            self._send_next_rcpt()
 
     def _after_recipients(self) -> None:
         if not self._any_accepted():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from peer import FakeServer
 
 from smtp_proto import (
@@ -23,6 +25,7 @@ from smtp_proto import (
     NeedBody,
     Plain,
     Read,
+    RemoteProtocolError,
     Reply,
     StartTls,
     State,
@@ -464,6 +467,86 @@ def test_a_batch_cut_short_by_the_server_closing_ends() -> None:
     ]
     assert conn.state is State.CLOSED
     assert sum(c.startswith("MAIL") for c in server.commands) == 2
+
+
+def test_a_421_to_a_recipient_in_a_batch_ends_it() -> None:
+    # The 421 comes with the replies before it (to the previous message's content and to
+    # MAIL), so it is taken in with them.
+    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 4)
+    server.rcpt = lambda address: (
+        b"421 4.3.2 going down\r\n" if address == "b1@example.org" else b"250 2.1.5 ok\r\n"
+    )
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [
+        MessageOutcome.ACCEPTED,
+        MessageOutcome.FAILED,
+        MessageOutcome.FAILED,
+        MessageOutcome.FAILED,
+    ]
+    assert results[1].message_reply is not None
+    assert results[1].message_reply.code == 421
+    assert conn.state is State.CLOSED
+
+
+def test_a_354_to_a_recipient_in_a_batch_is_a_protocol_error() -> None:
+    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 3)
+    server.rcpt = lambda address: (
+        b"354 go ahead\r\n" if address == "b1@example.org" else b"250 2.1.5 ok\r\n"
+    )
+    with pytest.raises(RemoteProtocolError, match=r"^a 354 reply is not a valid answer to RCPT$"):
+        send_batch(conn, runner, bodies)
+    assert conn.state is State.ERROR
+
+
+def test_a_batch_behind_the_callers_own_transaction_takes_its_replies_then_refuses() -> None:
+    server, conn, runner, _ = batch(("PIPELINING", "8BITMIME"), 1)
+    conn.mail("a@example.org")
+    conn.rcpt("own@example.org")
+    transaction = conn.send_message("a@example.org", ["b@example.org"], b"x", start=False)
+    with pytest.raises(LocalProtocolError, match="cannot start"):
+        runner.run(send_transactions(conn, [transaction]))
+    assert conn.commands_in_flight == 0
+    assert server.commands[-2:] == ["MAIL FROM:<a@example.org>", "RCPT TO:<own@example.org>"]
+
+
+def _answering(replies: list[bytes]) -> Callable[[str], bytes]:
+    # RCPT is answered with each of *replies* in turn, then with 250.
+    answers = iter(replies)
+    return lambda _: next(answers, b"250 2.1.5 ok") + b"\r\n"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    refusals=st.lists(st.sampled_from([b"250 2.1.5 ok", b"450 4.2.1 busy", b"550 5.1.1 no"])),
+    recipients=st.integers(1, 4),
+    keywords=st.sampled_from(
+        [("PIPELINING", "8BITMIME"), ("PIPELINING", "CHUNKING"), ("8BITMIME",)]
+    ),
+)
+def test_a_batch_ends_the_same_whether_replies_come_together_or_apart(
+    refusals: list[bytes], recipients: int, keywords: tuple[str, ...]
+) -> None:
+    # Replies that arrive together are taken in by the batch's short way for recipients;
+    # a byte at a time, each goes through next_event. Both must end alike.
+    outcomes = []
+    for trickle in (False, True):
+        server = FakeServer(keywords=keywords)
+        server.rcpt = _answering(refusals)
+        conn = ClientConnection()
+        runner = Runner(server, trickle=trickle)
+        runner.run(open_session(conn, "client.example", TlsPolicy.NONE))
+        transactions = [
+            conn.send_message(
+                "a@example.org",
+                [f"r{i}.{j}@example.org" for j in range(recipients)],
+                b"message %d\r\n" % i,
+                start=False,
+            )
+            for i in range(3)
+        ]
+        results = runner.run(send_transactions(conn, transactions))
+        outcomes.append((results, server.commands, server.messages))
+    assert outcomes[0] == outcomes[1]
 
 
 def test_a_batch_that_cannot_start_raises_instead_of_waiting() -> None:

@@ -16,6 +16,8 @@ from smtp_proto import (
     Event,
     LocalProtocolError,
     Mechanism,
+    RecipientAccepted,
+    RecipientRefused,
     RemoteProtocolError,
     Reply,
     State,
@@ -279,6 +281,20 @@ def test_transitions_by_digit_are_the_reply_table() -> None:
             kind = classes[digit]
             expected = REPLY_TRANSITIONS.get((command, kind))
             assert row[digit] == (None if expected is None else (*expected, kind))
+
+
+def test_a_recipients_reply_changes_no_state() -> None:
+    # A batch takes recipients' replies the short way, without the table
+    # (ClientConnection._take_replies): it relies on what the table says of them here.
+    assert (Command.RCPT, ReplyClass.INTERMEDIATE) not in REPLY_TRANSITIONS
+    reply = Reply(code=250, lines=("ok",))
+    for kind, event in (
+        (ReplyClass.POSITIVE, RecipientAccepted),
+        (ReplyClass.NEGATIVE, RecipientRefused),
+    ):
+        build, state_changes = REPLY_TRANSITIONS[Command.RCPT, kind]
+        assert state_changes == {}
+        assert type(build("b@example.org", reply)) is event
 
 
 def test_a_rcpt_leads_where_more_rcpts_may_follow_and_stay() -> None:
