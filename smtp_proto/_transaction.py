@@ -540,7 +540,11 @@ class MailTransaction:
             self._send_next_rcpt()
 
     def _after_recipients(self) -> None:
-        if not self._any_accepted():
+        sender = self._sender_reply
+        # A refused MAIL (the RCPTs were pipelined after it) opened no transaction, so no
+        # content is offered for it, whatever the server said to the recipients; content
+        # or a DATA already pipelined is answered by the server, and that reply decides.
+        if not self._any_accepted() or sender is None or not sender.is_positive:
             if self._use_bdat and self._content_started:
                 return  # the content was pipelined already; its reply decides
             if not self._use_bdat and self._pipelining:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Generator, Iterator
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from peer import FakeServer
 
 from smtp_proto import (
+    NEED_DATA,
     AuthenticationFailed,
     ClientConnection,
     ConnectionLost,
@@ -547,6 +549,98 @@ def test_a_batch_ends_the_same_whether_replies_come_together_or_apart(
         results = runner.run(send_transactions(conn, transactions))
         outcomes.append((results, server.commands, server.messages))
     assert outcomes[0] == outcomes[1]
+
+
+class _EveryReplyThroughNextEvent(ClientConnection):
+    """Takes a batch's replies one by one through next_event, with no short way."""
+
+    def _take_replies(self) -> None:
+        ended = (State.CLOSED, State.ERROR, State.QUIT_SENT, State.TLS_HANDSHAKE)
+        while self.state not in ended and self.next_event() is not NEED_DATA:
+            pass
+
+
+def _scripted(draw: Callable[[list[bytes]], bytes]) -> dict[str, object]:
+    # Hooks of the in-memory server answering each command with a reply drawn from a list
+    # that mixes the usual with the odd: refusals, 421, a 354 or a multiline reply where
+    # none belongs.
+    return {
+        "mail": lambda _: draw([b"250 2.1.0 ok\r\n", b"550 5.1.8 no\r\n", b"421 4.3.2 bye\r\n"]),
+        "rcpt": lambda _: draw(
+            [
+                b"250 2.1.5 ok\r\n",
+                b"450 4.2.1 later\r\n",
+                b"550 5.1.1 no\r\n",
+                b"421 4.3.2 bye\r\n",
+                b"354 odd\r\n",
+                b"250-two\r\n250 lines\r\n",
+            ]
+        ),
+        "data": lambda: draw([b"354 go\r\n", b"554 5.5.1 no\r\n", b"421 4.3.2 bye\r\n"]),
+        "message": lambda _: draw([b"250 2.0.0 ok\r\n", b"550 5.7.1 no\r\n", b"421 bye\r\n"]),
+        "bdat": lambda _: draw([b"250 2.0.0 ok\r\n", b"552 5.3.4 too big\r\n"]),
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    keywords=st.sampled_from(
+        [("PIPELINING", "8BITMIME"), ("PIPELINING", "CHUNKING"), ("8BITMIME",), ("CHUNKING",)]
+    ),
+    lmtp=st.booleans(),
+    recipients=st.integers(1, 3),
+    pipeline_content_up_to=st.sampled_from([0, 1000]),
+)
+def test_the_short_way_for_recipients_ends_as_next_event_would(
+    seed: int,
+    keywords: tuple[str, ...],
+    lmtp: bool,
+    recipients: int,
+    pipeline_content_up_to: int,
+) -> None:
+    # The same batch against the same answers, with its replies taken the short way and
+    # through next_event only: the results (or the error), what the server received and
+    # the state must be the same.
+    ends = []
+    for connection_class in (ClientConnection, _EveryReplyThroughNextEvent):
+        chooser = random.Random(seed)
+        hooks = _scripted(chooser.choice)
+        server = FakeServer(keywords=keywords, lmtp=lmtp, **hooks)  # type: ignore[arg-type]
+        conn = connection_class(lmtp=lmtp)
+        runner = Runner(server)
+        runner.run(open_session(conn, "client.example", TlsPolicy.NONE))
+        transactions = [
+            conn.send_message(
+                "a@example.org",
+                [f"r{i}.{j}@example.org" for j in range(recipients)],
+                b"message %d\r\n" % i,
+                start=False,
+                pipeline_content_up_to=pipeline_content_up_to,
+            )
+            for i in range(3)
+        ]
+        try:
+            end: object = runner.run(send_transactions(conn, transactions))
+        except (RemoteProtocolError, LocalProtocolError) as exc:
+            end = (type(exc).__name__, str(exc))
+        ends.append((end, server.commands, server.messages, conn.state))
+    assert ends[0] == ends[1]
+
+
+def test_a_refused_sender_with_an_accepted_recipient_sends_no_content() -> None:
+    # MAIL refused, yet RCPT accepted (the RCPT was pipelined after MAIL): no transaction
+    # was opened, so BDAT is never sent and the message is rejected, in a batch too
+    # (where the message once waited for content it could never send).
+    server, conn, runner, bodies = batch(("PIPELINING", "CHUNKING"), 2)
+    senders = iter([b"550 5.1.8 bad sender\r\n", b"250 2.1.0 ok\r\n"])
+    server.mail = lambda _: next(senders)
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [MessageOutcome.REJECTED, MessageOutcome.ACCEPTED]
+    assert results[0].sender_reply is not None
+    assert results[0].sender_reply.code == 550
+    assert results[0].recipients[0].accepted
+    assert server.messages == [b"message 1\r\n.dot\r\n"]
 
 
 def test_a_batch_that_cannot_start_raises_instead_of_waiting() -> None:
