@@ -284,7 +284,8 @@ def send_transactions(
     whole messages travel in one write, up to :attr:`Limits.max_commands_in_flight`
     commands awaiting replies. Without PIPELINING they go one after the other. Content of
     more than one chunk (``chunk_size``) is written a chunk at a time, as
-    :func:`send_transaction` writes it.
+    :func:`send_transaction` writes it. Replies that arrive together are all taken in
+    before it decides what to send next.
 
     If the session ends (a 421, or the server closing), the messages not yet started get
     the outcome ``FAILED``: nothing of them was sent.

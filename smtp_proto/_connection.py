@@ -427,7 +427,8 @@ class ClientConnection:
                 self.next_event()
                 return
             code = reply.code
-            owner = cast("_Transaction", pending[0].transaction).owner
+            transaction = pending[0].transaction
+            owner = transaction.owner if transaction is not None else None
             if owner is not None and (code < 300 or (code >= 400 and code != 421)):
                 pending.popleft()
                 owner._on_recipient_reply(reply, accepted=code < 300)

@@ -325,6 +325,7 @@ class MailTransaction:
         self._offset = 0
         # With PIPELINING, until every RCPT (and DATA, unless BDAT follows) is sent.
         self._envelope_pending = self._pipelining
+        self._data_sent = False  # DATA pipelined after the RCPTs
 
         # -- what start() sends --
         self._features = features
@@ -502,6 +503,12 @@ class MailTransaction:
             self._sender_reply = event.reply
             if not self._pipelining:
                 self._finish(MessageOutcome.REJECTED)
+                return
+            # The session has no transaction now, so the rest of a long envelope is not
+            # sent: the replies to the RCPTs already sent are all that can come.
+            self._envelope_pending = False
+            if self._rcpt_answered == self._rcpt_sent:
+                self._after_recipients()
         elif type(event) is ReadyForData:
             self._content_started = True
             if not self._any_accepted():
@@ -534,20 +541,21 @@ class MailTransaction:
             self._accepted_count += 1
         if self._envelope_pending:
             self._send_envelope()
-        if answered == len(self._recipient_replies):
+        if answered == len(self._recipient_replies) or (
+            answered == self._rcpt_sent and self._sender_refused()
+        ):
             self._after_recipients()
         elif not self._pipelining:
             self._send_next_rcpt()
 
     def _after_recipients(self) -> None:
-        sender = self._sender_reply
         # A refused MAIL (the RCPTs were pipelined after it) opened no transaction, so no
         # content is offered for it, whatever the server said to the recipients; content
         # or a DATA already pipelined is answered by the server, and that reply decides.
-        if not self._any_accepted() or sender is None or not sender.is_positive:
+        if not self._any_accepted() or self._sender_refused():
             if self._use_bdat and self._content_started:
                 return  # the content was pipelined already; its reply decides
-            if not self._use_bdat and self._pipelining:
+            if self._data_sent:
                 return  # DATA is pipelined; its reply (or the dot's) decides
             self._reset_if_needed()
             self._finish(MessageOutcome.REJECTED)
@@ -608,6 +616,7 @@ class MailTransaction:
             self._envelope_pending = False
         elif connection._may_send(Command.DATA):
             self._envelope_pending = False
+            self._data_sent = True
             connection.data()
 
     def _send_next_rcpt(self) -> None:
@@ -624,6 +633,9 @@ class MailTransaction:
         for index, rcpt_reply in enumerate(self._recipient_replies):
             if rcpt_reply is not None and rcpt_reply.is_positive:
                 self._message_replies[index] = reply
+
+    def _sender_refused(self) -> bool:
+        return self._sender_reply is not None and not self._sender_reply.is_positive
 
     def _any_accepted(self) -> bool:
         return self._accepted_count > 0

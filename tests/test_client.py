@@ -643,6 +643,44 @@ def test_a_refused_sender_with_an_accepted_recipient_sends_no_content() -> None:
     assert server.messages == [b"message 1\r\n.dot\r\n"]
 
 
+@pytest.mark.parametrize("keywords", [("PIPELINING", "8BITMIME"), ("PIPELINING", "CHUNKING")])
+def test_a_refused_sender_stops_an_envelope_longer_than_the_pipeline(
+    keywords: tuple[str, ...],
+) -> None:
+    # Six recipients, three commands in flight at most: MAIL and two RCPTs go, MAIL is
+    # refused, and the other four RCPTs (and DATA) are never sent; the message is rejected
+    # once the two sent are answered, and the next message goes on.
+    server, conn, runner, _ = batch(keywords, 0, max_commands_in_flight=3)
+    senders = iter([b"550 5.1.8 bad sender\r\n", b"250 2.1.0 ok\r\n"])
+    server.mail = lambda _: next(senders)
+    server.rcpt = lambda _: b"503 5.5.1 need MAIL first\r\n"
+    first = conn.send_message(
+        "a@example.org", [f"r{i}@example.org" for i in range(6)], b"one\r\n", start=False
+    )
+    second = conn.send_message("a@example.org", ["x@example.org"], b"two\r\n", start=False)
+    results = runner.run(send_transactions(conn, [first, second]))
+    assert isinstance(results, list)
+    assert [r.outcome for r in results] == [MessageOutcome.REJECTED, MessageOutcome.REJECTED]
+    assert [r.reply is not None for r in results[0].recipients] == [True] * 2 + [False] * 4
+    assert sum(c.startswith("RCPT TO:<r") for c in server.commands) == 2
+    # No content went (with DATA, the second message's pipelined DATA got its 354 and
+    # only the final dot followed, its recipient having been refused).
+    assert set(server.messages) <= {b""}
+    assert results[1].sender_reply is not None
+    assert results[1].sender_reply.code == 250
+
+
+def test_a_refused_sender_with_no_recipient_sent_yet_is_rejected_at_once() -> None:
+    # One command in flight at most: MAIL goes alone, and its refusal ends the message.
+    server, conn, runner, bodies = batch(("PIPELINING", "CHUNKING"), 2, max_commands_in_flight=1)
+    senders = iter([b"550 5.1.8 bad sender\r\n", b"250 2.1.0 ok\r\n"])
+    server.mail = lambda _: next(senders)
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [MessageOutcome.REJECTED, MessageOutcome.ACCEPTED]
+    assert results[0].recipients[0].reply is None
+    assert [c for c in server.commands if c.startswith("RCPT")] == ["RCPT TO:<b1@example.org>"]
+
+
 def test_a_batch_that_cannot_start_raises_instead_of_waiting() -> None:
     server = FakeServer(keywords=("PIPELINING",))
     conn, runner, _ = session(server, require_tls=True)
