@@ -1110,6 +1110,24 @@ def test_the_debug_log_summarises_content() -> None:
     assert log == ("[6 octets of message content]", ".")
 
 
+def test_the_debug_log_has_a_line_per_command_of_a_pipelined_envelope() -> None:
+    # The recipients go out in one step; the log keeps one entry per line, after those
+    # already waiting (the NOOP's and MAIL's).
+    conn = play([*greeted()]).connection
+    conn.noop()
+    conn.receive_data(OK)
+    assert conn.next_event() is not NEED_DATA
+    conn.send_message("a@b.example", ["c@d.example", "e@f.example"], b"x")
+    data, log = conn.data_to_send_and_log()
+    assert data.count(b"\r\n") == 4
+    assert log == (
+        "NOOP",
+        "MAIL FROM:<a@b.example> SIZE=1",
+        "RCPT TO:<c@d.example>",
+        "RCPT TO:<e@f.example>",
+    )
+
+
 def test_non_ascii_addresses_need_smtputf8() -> None:
     conn = play([*greeted()]).connection
     with pytest.raises(ValueError, match="SMTPUTF8"):

@@ -196,6 +196,17 @@ def test_a_line_end_right_after_a_reply_is_still_checked() -> None:
         reader.next_reply()
 
 
+@pytest.mark.parametrize("after", [b"\n", b"\r250 ok\r\n"])
+def test_a_bad_line_end_right_after_a_known_reply(after: bytes) -> None:
+    # The second "250 ok" is the reader's known reply, taken without its checks; the
+    # checks of the line after it must still start at its first octet.
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 ok\r\n250 ok\r\n" + after)
+    assert reader.next_reply() is reader.next_reply()
+    with pytest.raises(RemoteProtocolError, match=f"^({BARE_LF}|{BARE_CR})$"):
+        reader.next_reply()
+
+
 LIMITS = Limits(
     max_reply_line_length=16, max_reply_lines=3, max_reply_size=40, max_receive_buffer=64
 )
@@ -206,7 +217,10 @@ def test_reply_line_length_limit() -> None:
     assert len(at_limit) == 16
     [reply] = every_way(at_limit, LIMITS)
     assert reply.lines == ("x" * 10,)
-    with pytest.raises(RemoteProtocolError, match="max_reply_line_length"):
+    with pytest.raises(
+        RemoteProtocolError,
+        match=r"^reply line longer than 16 octets \(Limits\.max_reply_line_length\)$",
+    ):
         read_all(b"250 " + b"x" * 11 + b"\r\n", limits=LIMITS)
 
 
@@ -215,7 +229,10 @@ def test_reply_line_limit_is_enforced_before_the_line_ends() -> None:
     reader.feed(b"250 " + b"x" * 11)
     assert reader.next_reply() is None
     reader.feed(b"x")  # 16 octets and no line end: the line cannot fit any more
-    with pytest.raises(RemoteProtocolError, match="max_reply_line_length"):
+    with pytest.raises(
+        RemoteProtocolError,
+        match=r"^reply line longer than 16 octets \(Limits\.max_reply_line_length\)$",
+    ):
         reader.next_reply()
 
 

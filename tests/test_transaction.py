@@ -92,6 +92,15 @@ def test_bdat_waits_for_the_recipients_then_chunks() -> None:
     assert server.writes == 3  # EHLO; MAIL and RCPT; the chunks, pipelined
 
 
+def test_one_of_two_recipients_refused_gets_no_message_reply() -> None:
+    server = FakeServer(rcpt=refuse("nobody@example.net"))
+    tx, _, _ = send(server, "a@example.org", ["nobody@example.net", "b@example.net"], b"hi\r\n")
+    refused, accepted = tx.result.recipients
+    assert refused.message_reply is None
+    assert accepted.message_reply is not None
+    assert accepted.message_reply.code == 250
+
+
 def test_content_waits_for_the_recipients_by_default() -> None:
     # Even a one-octet message is not pipelined with the envelope unless asked for.
     server = FakeServer()
