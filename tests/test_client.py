@@ -398,6 +398,18 @@ def test_a_batch_within_the_commands_in_flight_limit() -> None:
     assert server.writes == 3
 
 
+def test_a_message_in_a_batch_starts_only_when_its_whole_envelope_fits() -> None:
+    # Three commands a message, five at most awaiting replies: after the first message two
+    # places are free, too few for the next one, which waits for the replies rather than
+    # trickle out a command per reply.
+    server, conn, runner, bodies = batch(("PIPELINING", "CHUNKING"), 3, max_commands_in_flight=5)
+    results = send_batch(conn, runner, bodies, pipeline_content_up_to=1000)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 3
+    writes = [r.data for r in runner.requests if isinstance(r, Write)]
+    assert [w.count(b"MAIL FROM:") for w in writes] == [1, 1, 1]
+    assert server.writes == 3
+
+
 def test_a_batch_without_pipelining_waits_for_each_reply() -> None:
     server, conn, runner, bodies = batch(("8BITMIME",), 3)
     results = send_batch(conn, runner, bodies)
