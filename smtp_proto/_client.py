@@ -40,7 +40,7 @@ from ._events import (
     StartTlsReady,
 )
 from ._sasl import Mechanism
-from ._state import State
+from ._state import ENDED_STATES
 from ._transaction import MailTransaction, TransactionResult
 
 __all__ = [
@@ -318,7 +318,7 @@ def send_transactions(
         while started and started[0].done:
             started.popleft()
         if not started:
-            if not waiting or conn.state in _ENDED_STATES:
+            if not waiting or conn.state in ENDED_STATES:
                 break
             if not conn.commands_in_flight:
                 # Nothing awaited can make room: waiting would hang (TLS required but not
@@ -341,10 +341,6 @@ def send_transactions(
         transaction._never_started()
     yield from _flush(conn)
     return [transaction.result for transaction in transactions]
-
-
-#: States in which no transaction can start again.
-_ENDED_STATES = frozenset({State.CLOSED, State.ERROR, State.QUIT_SENT})
 
 
 def _flush(conn: ClientConnection) -> Generator[IORequest, bytes | None, None]:

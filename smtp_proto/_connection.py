@@ -57,6 +57,7 @@ from ._transaction import DEFAULT_CHUNK_SIZE, MailTransaction, Recipient
 if TYPE_CHECKING:
     from email.message import Message
 from ._state import (
+    ENDED_STATES,
     GROUP_ENDERS,
     MESSAGE_END_COMMANDS,
     REPLY_TRANSITIONS,
@@ -114,7 +115,7 @@ _RECORDED_EVENTS: frozenset[type[Event]] = frozenset(
 )
 
 # States in which _take_replies stops: the session ended, or waits for the TLS handshake.
-_REPLIES_NOT_TAKEN = frozenset({State.CLOSED, State.ERROR, State.QUIT_SENT, State.TLS_HANDSHAKE})
+_REPLIES_NOT_TAKEN = ENDED_STATES | {State.TLS_HANDSHAKE}
 
 # Commands whose replies may need more than the reply table (a HELO fallback, a chunk
 # after a failed one, an AUTH challenge); the others go straight to it.
@@ -786,15 +787,17 @@ class ClientConnection:
         self._send(Command.RCPT, recipient, line)
 
     def _send_rcpts(self, recipients: list[str], lines: list[bytes], start: int) -> int:
-        # For a pipelined envelope: send as many RCPTs from *start* on as the session lets
-        # go now, all in one step (this runs for every message), and return the index of
-        # the first one left. What _may_send checks is the same for each of them: the
-        # state after a RCPT is one that takes RCPT again (a test holds the table to it), so
-        # only the count of commands in flight can stop them, and it is counted here.
+        # For a pipelined envelope (MailTransaction._send_envelope runs only with
+        # PIPELINING): send as many RCPTs from *start* on as the session lets go now, all in
+        # one step (this runs for every message), and return the index of the first one
+        # left. What _may_send checks is the same for each of them: the state after a RCPT
+        # is one that takes RCPT again (a test holds the table to it), so only the count of
+        # commands in flight can stop them, and it is counted here.
         if start >= len(recipients) or not self._may_send(Command.RCPT):
             return start
-        room = self._limits.max_commands_in_flight - len(self._pending) if self._pipelining else 1
-        stop = min(len(recipients), start + room)
+        stop = min(
+            len(recipients), start + self._limits.max_commands_in_flight - len(self._pending)
+        )
         sending = recipients[start:stop]
         self._check_rcpt_encoding(sending)
         rcpt = Command.RCPT

@@ -198,6 +198,9 @@ SEND_TRANSITIONS: Mapping[State, Mapping[Command, State]] = {
     S.ERROR: {},
 }
 
+#: States after which no mail transaction can start again: the session ended, or is ending.
+ENDED_STATES = frozenset({S.CLOSED, S.ERROR, S.QUIT_SENT})
+
 #: States inside a mail transaction (RFC 5321 section 3.3).
 TRANSACTION_STATES = frozenset({S.MAIL, S.RCPT, S.DATA_REQUESTED, S.DATA_BODY, S.BDAT})
 
