@@ -24,6 +24,8 @@ import inspect
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import islice, repeat, starmap, takewhile
+from operator import attrgetter
 from typing import TYPE_CHECKING, Concatenate, Final, NoReturn, ParamSpec, TypeVar, cast
 
 from ._commands import format_command, format_hello, format_mail, format_rcpt
@@ -163,6 +165,8 @@ class _Pending:
         self.transaction = transaction
         self.replies = 0
 
+
+_command_and_transaction = attrgetter("command", "transaction")
 
 _Params = ParamSpec("_Params")
 _Result = TypeVar("_Result")
@@ -432,7 +436,10 @@ class ClientConnection:
             owner = transaction.owner if transaction is not None else None
             if owner is not None and (code < 300 or (code >= 400 and code != 421)):
                 pending.popleft()
-                owner._on_recipient_reply(reply, accepted=code < 300)
+                count = 1 + self._take_repeated_reply(
+                    reply, transaction, owner._rcpt_sent - owner._rcpt_answered - 1
+                )
+                owner._on_recipient_reply(reply, accepted=code < 300, count=count)
                 # Unlike next_event, no deferred RSET is looked for: a transaction whose
                 # recipients were all refused resets at once (the RCPT just answered made
                 # room), unless DATA was pipelined after them, and then DATA's reply
@@ -440,6 +447,35 @@ class ClientConnection:
             else:
                 # A 421 or a 3xx (which _on_reply refuses), or the caller's own RCPT.
                 self._on_reply(reply)
+
+    def _take_repeated_reply(
+        self, reply: Reply, transaction: _Transaction | None, limit: int
+    ) -> int:
+        # A server answers each recipient of a message with the same line, as a rule. After
+        # a recipient's *reply*, the copies of it that follow in the buffer, up to *limit*
+        # (the transaction's RCPTs still unanswered), answer the next commands in flight as
+        # long as they are RCPTs of the same *transaction*: each copy is one reply, counted
+        # against one command, as next_reply and _on_reply would count them. Return how
+        # many were taken.
+        reader = self._reader
+        found = reader.repeats(reply, limit)
+        if not found:
+            return 0
+        pending = self._pending
+        # The leading entries that are (RCPT, transaction), compared by identity (neither
+        # class defines equality), and then removed; both loops run in C, since this runs
+        # for most of a batch's replies.
+        taken = len(
+            list(
+                takewhile(
+                    (Command.RCPT, transaction).__eq__,
+                    map(_command_and_transaction, islice(pending, found)),
+                )
+            )
+        )
+        deque(starmap(pending.popleft, repeat((), taken)), maxlen=0)
+        reader.skip(reply, taken)
+        return taken
 
     # -- commands ----------------------------------------------------------------------
 

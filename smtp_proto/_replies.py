@@ -144,6 +144,33 @@ class ReplyReader:
             if reply is not None:
                 return reply
 
+    def repeats(self, reply: Reply, limit: int) -> int:
+        """How many copies of *reply*, up to *limit*, the buffer starts with, if *reply* is
+        one this reader keeps for its raw octets (see next_reply); else 0. Nothing is taken.
+
+        Each copy is a whole line that next_reply would return as *reply* again: the same
+        octets, which passed every check when they were first parsed, up to and including
+        their first LF. Servers answer every recipient with the same line, and this lets a
+        run of those answers be taken at once (see skip)."""
+        line = reply.raw
+        if self._cache.get(line) is not reply:
+            return 0
+        buffer = self._buffer
+        if buffer.startswith(line * limit):
+            return limit  # the usual case: every reply awaited has come, and all alike
+        size = len(line)
+        count = 0
+        while count < limit and buffer.startswith(line, count * size):
+            count += 1
+        return count
+
+    def skip(self, reply: Reply, count: int) -> None:
+        """Take *count* copies of *reply* from the buffer, as counted by repeats."""
+        end = count * len(reply.raw)
+        del self._buffer[:end]
+        self._scanned = 0
+        self.bytes_examined += end
+
     def _check_partial_line(self) -> None:
         # The buffer holds no line end: check what there is of the line so far.
         buffer = self._buffer

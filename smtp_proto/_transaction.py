@@ -530,15 +530,21 @@ class MailTransaction:
                 MessageOutcome.DELIVERY_UNKNOWN if self._content_ended else MessageOutcome.FAILED
             )
 
-    def _on_recipient_reply(self, reply: Reply, *, accepted: bool) -> None:
-        # A RCPT's reply, from _on_event or straight from the connection (see
-        # ClientConnection._take_replies). Never after the outcome: the recipients are
-        # answered before anything that decides it.
+    def _on_recipient_reply(self, reply: Reply, *, accepted: bool, count: int = 1) -> None:
+        # The reply to a RCPT, or to *count* RCPTs in a row that had the same reply, from
+        # _on_event or straight from the connection (see ClientConnection._take_replies).
+        # Never after the outcome: the recipients are answered before anything that
+        # decides it. Taking several at once ends as taking them one by one would: only
+        # the last can be the final recipient's or the last one sent, and the RCPTs (or
+        # DATA) the envelope still has to send go out in the same order, as room allows.
         answered = self._rcpt_answered
-        self._recipient_replies[answered] = reply
-        self._rcpt_answered = answered = answered + 1
+        if count == 1:
+            self._recipient_replies[answered] = reply
+        else:
+            self._recipient_replies[answered : answered + count] = [reply] * count
+        self._rcpt_answered = answered = answered + count
         if accepted:
-            self._accepted_count += 1
+            self._accepted_count += count
         if self._envelope_pending:
             self._send_envelope()
         if answered == len(self._recipient_replies) or (

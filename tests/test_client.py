@@ -594,32 +594,51 @@ def _scripted(draw: Callable[[list[bytes]], bytes]) -> dict[str, object]:
     }
 
 
-@settings(max_examples=150, deadline=None)
+def _in_runs(chooser: random.Random) -> Callable[[list[bytes]], bytes]:
+    # Servers answer alike commands alike: half the time, the answer last given to the
+    # same command is given again, so that runs of equal replies come often.
+    last: dict[bytes, bytes] = {}
+
+    def draw(options: list[bytes]) -> bytes:
+        kind = options[0]
+        if kind not in last or chooser.random() < 0.5:
+            last[kind] = chooser.choice(options)
+        return last[kind]
+
+    return draw
+
+
+@settings(max_examples=200, deadline=None)
 @given(
     seed=st.integers(0, 2**32),
     keywords=st.sampled_from(
         [("PIPELINING", "8BITMIME"), ("PIPELINING", "CHUNKING"), ("8BITMIME",), ("CHUNKING",)]
     ),
     lmtp=st.booleans(),
-    recipients=st.integers(1, 3),
+    recipients=st.integers(1, 6),
     pipeline_content_up_to=st.sampled_from([0, 1000]),
+    in_flight=st.sampled_from([3, 100]),
 )
 def test_the_short_way_for_recipients_ends_as_next_event_would(
+    *,
     seed: int,
     keywords: tuple[str, ...],
     lmtp: bool,
     recipients: int,
     pipeline_content_up_to: int,
+    in_flight: int,
 ) -> None:
     # The same batch against the same answers, with its replies taken the short way and
     # through next_event only: the results (or the error), what the server received and
-    # the state must be the same.
+    # the state must be the same. Runs of equal replies exercise the way a run is taken
+    # at once, and an envelope longer than the commands allowed in flight the RCPTs sent
+    # as replies make room.
     ends = []
     for connection_class in (ClientConnection, _EveryReplyThroughNextEvent):
         chooser = random.Random(seed)
-        hooks = _scripted(chooser.choice)
+        hooks = _scripted(_in_runs(chooser))
         server = FakeServer(keywords=keywords, lmtp=lmtp, **hooks)  # type: ignore[arg-type]
-        conn = connection_class(lmtp=lmtp)
+        conn = connection_class(lmtp=lmtp, limits=Limits(max_commands_in_flight=in_flight))
         runner = Runner(server)
         runner.run(open_session(conn, "client.example", TlsPolicy.NONE))
         transactions = [
@@ -638,6 +657,35 @@ def test_the_short_way_for_recipients_ends_as_next_event_would(
             end = (type(exc).__name__, str(exc))
         ends.append((end, server.commands, server.messages, conn.state))
     assert ends[0] == ends[1]
+
+
+def test_a_run_of_equal_replies_is_never_taken_past_the_transactions_rcpts() -> None:
+    # A run of equal replies is taken at once for the RCPTs of one transaction at the front
+    # of those in flight, and for nothing after them even if asked: here the caller's RSET
+    # follows them, and the server answers it with the same line. (A batch asks for the
+    # RCPTs its message has in flight; should a caller's own commands stand among them, this
+    # guard still matches every reply to its own command.)
+    server = FakeServer(keywords=("PIPELINING", "8BITMIME"))
+    same = b"250 2.0.0 ok\r\n"
+    server.rcpt = lambda _: same
+    conn, _, _ = session(server)
+    conn.mail("a@example.org")
+    conn.rcpt("b@example.org")
+    conn.rcpt("c@example.org")
+    conn.rset()
+    conn.receive_data(server.receive(conn.data_to_send()))
+    assert type(conn.next_event()).__name__ == "SenderAccepted"
+    accepted = conn.next_event()
+    assert type(accepted).__name__ == "RecipientAccepted"
+    reply = accepted.reply  # type: ignore[union-attr]
+    transaction = conn._pending[0].transaction
+    assert conn._take_repeated_reply(reply, transaction, 5) == 1
+    assert [entry.command.name for entry in conn._pending] == ["RSET"]
+    assert conn._reader.buffered == len(same)
+    rset_reply = conn.next_event()
+    assert isinstance(rset_reply, Reply)
+    assert rset_reply.raw == same
+    assert conn.commands_in_flight == 0
 
 
 def test_a_refused_sender_with_an_accepted_recipient_sends_no_content() -> None:

@@ -399,3 +399,104 @@ def test_the_reply_cache_is_bounded() -> None:
     assert reader.next_reply() == reader.next_reply()
     assert reader.next_reply() is not None
     assert reader._cache == {}
+
+
+def test_repeats_counts_whole_copies_of_a_known_reply_at_the_front() -> None:
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 2.1.5 ok\r\n" * 4 + b"250 2.1.5 ok\r")
+    reply = reader.next_reply()
+    assert reply is not None
+    held = reader.buffered
+    # Three whole copies follow; the fourth has not ended yet. Counting takes nothing.
+    assert reader.repeats(reply, 10) == 3
+    assert reader.repeats(reply, 3) == 3
+    assert reader.repeats(reply, 2) == 2
+    assert reader.repeats(reply, 0) == 0
+    assert reader.buffered == held
+    examined = reader.bytes_examined
+    reader.skip(reply, 2)
+    assert reader.buffered == held - 2 * len(reply.raw)
+    assert reader.bytes_examined == examined + 2 * len(reply.raw)
+    # What is left is read as before: one copy, then the one still arriving.
+    assert reader.next_reply() is reply
+    assert reader.next_reply() is None
+    reader.feed(b"\n251 next\r\n")
+    assert reader.next_reply() is reply
+    following = reader.next_reply()
+    assert following is not None
+    assert following.code == 251
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        b"251 2.1.5 ok\r\n250 2.1.5 ok\r\n",  # another reply first
+        b"250 2.1.5 ok \r\n",  # one octet more
+        b"250-2.1.5 ok\r\n250 2.1.5 ok\r\n",  # the start of a multiline reply
+        b"250 2.1.5 ok\n",  # a bare LF, which next_reply refuses
+        b"250 2.1.5 o",  # not all here
+    ],
+)
+def test_repeats_needs_the_very_octets_at_the_very_front(after: bytes) -> None:
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 2.1.5 ok\r\n" + after)
+    reply = reader.next_reply()
+    assert reply is not None
+    assert reader.repeats(reply, 5) == 0
+
+
+def test_repeats_is_zero_for_a_reply_the_reader_does_not_keep() -> None:
+    # A multiline reply, a line too long to keep, a reply forgotten since, and an equal
+    # reply that another reader made are not known replies: nothing is counted.
+    long_line = b"250 " + b"x" * _replies._REPLY_CACHE_LINE_LENGTH + b"\r\n"
+    for data in (b"250-a\r\n250 b\r\n", long_line):
+        reader = ReplyReader(Limits())
+        reader.feed(data * 3)
+        reply = reader.next_reply()
+        assert reply is not None
+        assert reader.repeats(reply, 5) == 0
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 ok\r\n" * 3)
+    reply = reader.next_reply()
+    assert reply is not None
+    reader._cache.clear()
+    assert reader.repeats(reply, 5) == 0
+    [twin] = read_all(b"250 ok\r\n")
+    assert twin == reply
+    assert twin is not reply
+    again = reader.next_reply()  # parsed afresh, and kept in its place
+    assert again == reply
+    assert again is not reply
+    assert reader.repeats(again, 5) == 1
+    assert reader.repeats(reply, 5) == 0
+    assert reader.repeats(twin, 5) == 0
+
+
+LINES = [b"250 2.1.5 ok\r\n", b"550 5.1.1 no\r\n", b"250-a\r\n250 b\r\n", b"250 2.1.5 ok \r\n"]
+
+
+@given(
+    st.lists(st.sampled_from(LINES), max_size=30),
+    st.lists(st.integers(0, 400), max_size=10),
+    st.lists(st.integers(0, 8), min_size=1, max_size=10),
+)
+def test_taking_repeats_gives_what_next_reply_gives(
+    items: list[bytes], splits: list[int], limits: list[int]
+) -> None:
+    # However the octets arrive, counting and skipping copies of each reply just read
+    # yields the same replies, and leaves the same octets, as reading them one by one.
+    data = b"".join(items)
+    cuts = [0, *sorted({s for s in splits if s < len(data)}), len(data)]
+    one_by_one = read_all(data, cuts[1:-1])
+    reader = ReplyReader(Limits())
+    taken: list[Reply] = []
+    wanted = itertools.cycle(limits)
+    for start, end in itertools.pairwise(cuts):
+        reader.feed(data[start:end])
+        while (reply := reader.next_reply()) is not None:
+            count = reader.repeats(reply, next(wanted))
+            reader.skip(reply, count)
+            taken += [reply] * (count + 1)
+    assert taken == one_by_one
+    assert reader.buffered == 0
+    assert b"".join(reply.raw for reply in taken) == data
