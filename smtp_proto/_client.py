@@ -303,7 +303,7 @@ def send_transactions(
             >= min(waiting[0]._envelope_commands, conn.limits.max_commands_in_flight)
         ):
             transaction = waiting.popleft()
-            transaction.start()
+            transaction._start(session_ready=True)
             started.append(transaction)
         # Whatever the extensions, only the newest transaction can want content: the next
         # one cannot start before the previous one's content has ended.

@@ -886,6 +886,14 @@ class ClientConnection:
     def _owns_current_transaction(self, owner: MailTransaction) -> bool:
         return self._last_transaction is not None and self._last_transaction.owner is owner
 
+    def _send_if_allowed(self, command: Command, line: bytes) -> bool:
+        # Send *command*, which takes no argument, if the session lets it go now (for
+        # MailTransaction, which asks this of DATA as room appears); say whether it went.
+        if not self._may_send(command):
+            return False
+        self._push(command, "", line, SEND_TRANSITIONS[self._state][command])
+        return True
+
     def _send(self, command: Command, argument: str, line: bytes) -> None:
         # Checks come first and produce nothing; only then is the command committed.
         self._push(command, argument, line, self._check_send(command))

@@ -121,6 +121,10 @@ class ReplyReader:
     def next_reply(self) -> Reply | None:
         """Return the next complete reply, or None if more bytes are needed."""
         buffer = self._buffer
+        if self._scanned == len(buffer):
+            # Nothing has come since the buffer was last searched (and checked) to its end:
+            # the usual case once every reply received has been returned.
+            return None
         while True:
             newline = buffer.find(b"\n", self._scanned)
             if newline < 0:

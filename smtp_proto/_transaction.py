@@ -337,7 +337,7 @@ class MailTransaction:
         self._envelope_commands = len(self._recipients) + 2
         self._started = False
         if start:
-            self.start()
+            self._start(session_ready=True)  # asked at the top
 
     def _format_rcpts(
         self, wire_recipients: list[str], features: EhloFeatures, limit: int
@@ -365,13 +365,17 @@ class MailTransaction:
         """Send the transaction's first commands. Only for a transaction made with
         ``start=False`` (see :meth:`ClientConnection.send_message`), once
         :attr:`ClientConnection.can_start_transaction` is true."""
+        self._start(session_ready=self._connection.can_start_transaction)
+
+    def _start(self, *, session_ready: bool) -> None:
+        # send_transactions, which has just asked can_start_transaction, says so itself.
         connection = self._connection
         if self._started or self._outcome is not None:
             raise LocalProtocolError("the transaction was started already")
         if connection.features is not self._features:
             # A new EHLO (after STARTTLS, say) may have taken away what the checks relied on.
             raise LocalProtocolError("the server's features changed since the message was checked")
-        if not connection.can_start_transaction:
+        if not session_ready:
             raise LocalProtocolError(
                 "a mail transaction cannot start now: wait until can_start_transaction"
             )
@@ -495,10 +499,11 @@ class MailTransaction:
             self._on_recipient_reply(event.reply, accepted=type(event) is RecipientAccepted)
         elif type(event) is SenderAccepted:
             self._sender_reply = event.reply
-            if self._pipelining:
-                self._send_envelope()
-            else:
+            if not self._pipelining:
                 self._send_next_rcpt()
+            elif self._envelope_pending:
+                # What did not fit in flight with MAIL goes now that its reply made room.
+                self._send_envelope()
         elif type(event) is SenderRefused:
             self._sender_reply = event.reply
             if not self._pipelining:
@@ -620,10 +625,9 @@ class MailTransaction:
             return
         if self._use_bdat:
             self._envelope_pending = False
-        elif connection._may_send(Command.DATA):
+        elif connection._send_if_allowed(Command.DATA, b"DATA\r\n"):
             self._envelope_pending = False
             self._data_sent = True
-            connection.data()
 
     def _send_next_rcpt(self) -> None:
         index = self._rcpt_sent
