@@ -292,6 +292,7 @@ def send_transactions(
     """
     waiting = deque(transactions)
     started: deque[MailTransaction] = deque()
+    ended: list[MailTransaction] = []  # since the last read
     fresh = True
     while True:
         # A message starts when its whole envelope fits within the commands allowed in
@@ -316,7 +317,7 @@ def send_transactions(
                 yield from _flush(conn)
             continue
         while started and started[0].done:
-            started.popleft()
+            ended.append(started.popleft())
         if not started:
             if not waiting or conn.state in ENDED_STATES:
                 break
@@ -329,7 +330,14 @@ def send_transactions(
         event = conn.next_event()
         if event is NEED_DATA:
             # Everything received has been answered: write it all at once, then read.
-            yield from _receive(conn, fresh)
+            yield from _flush(conn)
+            # The results of the messages that have ended are made now, while the server
+            # works on what was just written, rather than after the last reply.
+            for transaction in ended:
+                transaction.result  # noqa: B018 - made and kept
+            ended.clear()
+            received = yield Read(conn.timeout, fresh)
+            conn.receive_data(received or b"")
             fresh = False
             continue
         fresh = True

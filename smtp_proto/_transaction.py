@@ -312,6 +312,7 @@ class MailTransaction:
         self._accepted_count = 0  # RCPTs answered with 2xx
         self._message_reply: Reply | None = None
         self._outcome: MessageOutcome | None = None
+        self._result: TransactionResult | None = None
         self._content_started = False  # DATA's 354 came, or BDAT may flow
         self._content_ended = False  # the final dot or BDAT LAST is sent
         self._held_chunk = b""  # BDAT: the chunk kept back to go out with LAST
@@ -406,9 +407,12 @@ class MailTransaction:
     @property
     def result(self) -> TransactionResult:
         """The outcome; only once :attr:`done`."""
+        if self._result is not None:
+            return self._result
         if self._outcome is None:
             raise LocalProtocolError("the transaction is not finished yet")
-        return TransactionResult(
+        # Made once: nothing changes after the outcome (see _on_event).
+        self._result = TransactionResult(
             outcome=self._outcome,
             sender_reply=self._sender_reply,
             # The three lists were made as long as each other, one entry per recipient.
@@ -422,6 +426,7 @@ class MailTransaction:
             ),
             message_reply=self._message_reply,
         )
+        return self._result
 
     @property
     def body_wanted(self) -> bool:

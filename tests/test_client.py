@@ -688,6 +688,41 @@ def test_a_run_of_equal_replies_is_never_taken_past_the_transactions_rcpts() -> 
     assert conn.commands_in_flight == 0
 
 
+@pytest.mark.parametrize("keywords", [("PIPELINING", "8BITMIME"), ("PIPELINING", "CHUNKING")])
+def test_a_batch_makes_each_result_once_while_the_server_works(
+    keywords: tuple[str, ...],
+) -> None:
+    # The result of a message that has ended is made before the next read, while the
+    # server works on what was just written, and is the very result returned at the end.
+    server, conn, runner, bodies = batch(keywords, 4)
+    transactions = [
+        conn.send_message("a@example.org", [f"b{i}@example.org"], body, start=False)
+        for i, body in enumerate(bodies)
+    ]
+    operation = send_transactions(conn, transactions)
+    made_before_a_read = []
+    value: bytes | None = None
+    for _ in range(100):
+        try:
+            request = operation.send(value)
+        except StopIteration as stop:
+            results = stop.value
+            break
+        value = None
+        if isinstance(request, Write):
+            runner.incoming += server.receive(request.data)
+        else:
+            assert isinstance(request, Read)
+            ended = [t for t in transactions if t.done]
+            if ended:
+                made_before_a_read.append(all(t._result is not None for t in ended))
+            value, runner.incoming = runner.incoming, b""
+    assert len(made_before_a_read) >= 2
+    assert all(made_before_a_read)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 4
+    assert all(r is t.result for r, t in zip(results, transactions, strict=True))
+
+
 def test_a_refused_sender_with_an_accepted_recipient_sends_no_content() -> None:
     # MAIL refused, yet RCPT accepted (the RCPT was pipelined after MAIL): no transaction
     # was opened, so BDAT is never sent and the message is rejected, in a batch too
