@@ -521,9 +521,10 @@ class MailTransaction:
                 self._after_recipients()
         elif type(event) is ReadyForData:
             self._content_started = True
-            if not self._any_accepted():
+            if not self._any_accepted() or self._sender_refused():
                 # RFC 2920 section 3.1: DATA was pipelined and accepted although no
-                # recipient was: send no content, only the end of it.
+                # recipient was (or MAIL was refused, which opened no transaction): send
+                # no content, only the end of it.
                 self._content_ended = True
                 self._connection.end_data()
         elif type(event) is ChunkAccepted:
@@ -582,6 +583,9 @@ class MailTransaction:
             self._connection.data()
 
     def _on_message_reply(self, reply: Reply, *, accepted: bool) -> None:
+        # A refused MAIL opened no transaction, whatever the server answered to what was
+        # pipelined after it: the message is refused, and no recipient is recorded as
+        # delivered, even if the server then says it took the content.
         if not self._content_ended or self._chunks_accepted < self._chunks_sent:
             # DATA or a chunk was refused, not the end of the message: the content stops
             # here, and the server may still hold the transaction.
@@ -593,8 +597,8 @@ class MailTransaction:
             accepted_indexes = [
                 i for i, r in enumerate(self._recipient_replies) if r is not None and r.is_positive
             ]
-            index = accepted_indexes[self._lmtp_replies]
-            self._message_replies[index] = reply
+            if not self._sender_refused():
+                self._message_replies[accepted_indexes[self._lmtp_replies]] = reply
             if self._message_reply is None:
                 self._message_reply = reply
             self._lmtp_replies += 1
@@ -610,8 +614,11 @@ class MailTransaction:
             else:
                 self._finish(MessageOutcome.REJECTED)
             return
-        self._record_message_reply(reply)
-        if accepted and self._any_accepted():
+        if self._sender_refused():
+            self._message_reply = reply
+        else:
+            self._record_message_reply(reply)
+        if accepted and self._any_accepted() and not self._sender_refused():
             self._finish(MessageOutcome.ACCEPTED)
         else:
             self._finish(MessageOutcome.REJECTED)

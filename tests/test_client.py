@@ -723,6 +723,48 @@ def test_a_batch_makes_each_result_once_while_the_server_works(
     assert all(r is t.result for r, t in zip(results, transactions, strict=True))
 
 
+@pytest.mark.parametrize(
+    ("keywords", "lmtp", "pipeline_content_up_to", "content"),
+    [
+        # DATA pipelined and answered 354: only the end of the content goes.
+        (("PIPELINING", "8BITMIME"), False, 0, b""),
+        (("PIPELINING", "8BITMIME"), True, 0, b""),
+        # BDAT sent with the envelope: the content went before MAIL's reply came.
+        (("PIPELINING", "CHUNKING"), False, 1000, b"message 0\r\n.dot\r\n"),
+    ],
+)
+def test_a_message_whose_sender_was_refused_is_never_accepted(
+    keywords: tuple[str, ...], lmtp: bool, pipeline_content_up_to: int, content: bytes
+) -> None:
+    # MAIL refused, but the RCPT and DATA (or BDAT) pipelined after it answered as if a
+    # transaction were open, and the content's end answered 250. A refused MAIL opened no
+    # transaction: the message is rejected and no recipient counts as delivered.
+    server = FakeServer(keywords=keywords, lmtp=lmtp)
+    server.mail = lambda _: b"550 5.7.1 sender refused\r\n"
+    conn, runner, _ = session(server)
+    transaction = conn.send_message(
+        "a@example.org",
+        ["b@example.org"],
+        b"message 0\n.dot\n",
+        start=False,
+        pipeline_content_up_to=pipeline_content_up_to,
+    )
+    results = runner.run(send_transactions(conn, [transaction]))
+    assert isinstance(results, list)
+    [result] = results
+    assert isinstance(result, TransactionResult)
+    assert result.sender_reply is not None
+    assert result.outcome is MessageOutcome.REJECTED
+    assert result.sender_reply.code == 550
+    assert result.recipients[0].accepted
+    assert not result.recipients[0].delivered
+    assert result.delivered_recipients == ()
+    assert result.message_reply is not None
+    assert result.message_reply.code == 250
+    assert server.messages == [content]
+    assert conn.commands_in_flight == 0
+
+
 def test_a_refused_sender_with_an_accepted_recipient_sends_no_content() -> None:
     # MAIL refused, yet RCPT accepted (the RCPT was pipelined after MAIL): no transaction
     # was opened, so BDAT is never sent and the message is rejected, in a batch too
