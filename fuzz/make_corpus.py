@@ -12,9 +12,13 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import fuzz_batch as batch
 import fuzz_connection as connection
 import fuzz_data as data
 import fuzz_ehlo_auth as ehlo_auth
+
+from smtp_proto import Read, Write, send_transactions
+from smtp_proto.testing import FakeServer
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -403,8 +407,91 @@ def replies_seeds() -> dict[str, bytes]:
     }
 
 
+def recorded(options: int, messages: list[int], server: FakeServer | None = None) -> bytes:
+    """A batch input holding what the in-memory FakeServer (announcing what the harness's
+    EHLO reply announces, unless *server* is given) answers to the batch, read by read."""
+    features = [keyword.decode() for keyword in batch.FEATURES[options % len(batch.FEATURES)]]
+    if options & batch.SMALL_SIZE:
+        features.append("SIZE 40")
+    if server is None:
+        server = FakeServer(keywords=features, lmtp=bool(options & batch.LMTP))
+    server.receive(b"LHLO client.example\r\n" if options & batch.LMTP else b"EHLO x\r\n")
+    conn, transactions = batch.prepare(batch.parse(batch.encode(options, messages, [])))
+    operation = send_transactions(conn, transactions)
+    pieces: list[bytes] = []
+    unread = b""
+    value: bytes | None = None
+    for _ in range(batch.MAX_REQUESTS):
+        try:
+            request = operation.send(value)
+        except StopIteration:
+            return batch.encode(options, messages, pieces)
+        value = None
+        if isinstance(request, Write):
+            unread += server.receive(request.data)
+        else:
+            assert isinstance(request, Read)
+            pieces.append(unread)
+            value, unread = unread, b""
+    raise AssertionError("the batch did not end")
+
+
+def refusing(options: int, *, recipient: str = "", message: str = "") -> FakeServer:
+    keywords = [keyword.decode() for keyword in batch.FEATURES[options % len(batch.FEATURES)]]
+    server = FakeServer(keywords=keywords, lmtp=bool(options & batch.LMTP))
+    if recipient:
+        server.refuse_recipient(recipient, code=550, text="5.1.1 no such user")
+    if message:
+        server.refuse_delivery(message, code=452, text="4.2.2 mailbox full")
+    return server
+
+
+def batch_seeds() -> dict[str, bytes]:
+    pipelining, chunking, plain = 0, 1, 2
+    lmtp, small = batch.LMTP, batch.SMALL_FLIGHT
+    # A message's octet: recipients - 1, then content (times 4), content with the envelope
+    # (0x20), chunk size (times 64).
+    return {
+        "pipelined-data": recorded(pipelining, [0x00, 0x01, 0x02, 0x03]),
+        "chunking-content-with-envelope": recorded(chunking, [0x21, 0x22, 0x23, 0x20]),
+        "chunking-in-chunks": recorded(chunking, [0x0C, 0x41, 0x10]),
+        "no-pipelining": recorded(plain, [0x01, 0x0D]),
+        "lmtp-refused-recipient-and-delivery": recorded(
+            pipelining | lmtp,
+            [0x02, 0x03],
+            refusing(pipelining | lmtp, recipient="carol@example.net", message="dave@example.org"),
+        ),
+        "small-flight-long-envelopes": recorded(pipelining | small, [0x03, 0x03, 0x02]),
+        "chunking-small-flight": recorded(chunking | small, [0x23, 0x23, 0x03]),
+        "refused-recipients": recorded(
+            chunking, [0x01, 0x00, 0x21], refusing(chunking, recipient="bob@example.com")
+        ),
+        "size-refused-before": recorded(pipelining | batch.SMALL_SIZE, [0x10, 0x00]),
+        "421-after-mail": batch.encode(pipelining, [0x00, 0x00], [b"421 4.3.2 shutting down\r\n"]),
+        "close-after-dot": batch.encode(
+            pipelining, [0x00, 0x00], [b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n", b""]
+        ),
+        "refused-sender-then-354": batch.encode(
+            pipelining,
+            [0x00],
+            [b"550 5.7.1 no\r\n250 2.1.5 ok\r\n354 go\r\n", b"250 2.0.0 queued\r\n"],
+        ),
+        "equal-replies-in-pieces": batch.encode(
+            pipelining,
+            [0x03],
+            [
+                b"250 ok\r\n250 ok\r\n250 o",
+                b"k\r\n250 ok\r",
+                b"\n250 ok\r\n354 go\r\n",
+                b"250 ok\r\n",
+            ],
+        ),
+    }
+
+
 def main() -> None:
     seeds = {
+        "fuzz_batch": batch_seeds(),
         "fuzz_connection": connection_seeds(),
         "fuzz_data": data_seeds(),
         "fuzz_ehlo_auth": ehlo_auth_seeds(),

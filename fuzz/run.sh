@@ -16,7 +16,7 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 python=${PYTHON:-$root/.venv-3.13/bin/python}
-harnesses=(fuzz_replies fuzz_connection fuzz_data fuzz_ehlo_auth)
+harnesses=(fuzz_replies fuzz_connection fuzz_data fuzz_ehlo_auth fuzz_batch)
 
 case "${1:-60}" in
     --smoke) budget=(-runs=2000) ;;

@@ -22,6 +22,7 @@ from smtp_proto._replies import ReplyReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
 
+import fuzz_batch
 import fuzz_connection
 import fuzz_data
 import fuzz_ehlo_auth
@@ -30,12 +31,14 @@ import make_corpus
 
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 HARNESSES: dict[str, ModuleType] = {
+    "fuzz_batch": fuzz_batch,
     "fuzz_connection": fuzz_connection,
     "fuzz_data": fuzz_data,
     "fuzz_ehlo_auth": fuzz_ehlo_auth,
     "fuzz_replies": fuzz_replies,
 }
 SEEDS: dict[str, Callable[[], dict[str, bytes]]] = {
+    "fuzz_batch": make_corpus.batch_seeds,
     "fuzz_connection": make_corpus.connection_seeds,
     "fuzz_data": make_corpus.data_seeds,
     "fuzz_ehlo_auth": make_corpus.ehlo_auth_seeds,
@@ -125,11 +128,59 @@ def test_short_inputs_are_sessions_too() -> None:
         fuzz_connection.check(data)
         fuzz_data.check(data)
         fuzz_ehlo_auth.check(data)
+        fuzz_batch.check(data)
+
+
+@pytest.mark.parametrize(
+    ("seed", "error", "state", "outcomes"),
+    [
+        ("pipelined-data", None, State.READY, ["accepted"] * 4),
+        ("chunking-content-with-envelope", None, State.READY, ["accepted"] * 4),
+        ("lmtp-refused-recipient-and-delivery", None, State.READY, ["partially-accepted"] * 2),
+        ("small-flight-long-envelopes", None, State.READY, ["accepted"] * 3),
+        ("refused-recipients", None, State.READY, ["accepted", "rejected", "accepted"]),
+        ("size-refused-before", None, State.READY, ["accepted"]),
+        ("421-after-mail", None, State.CLOSED, ["failed", "failed"]),
+        ("close-after-dot", None, State.CLOSED, ["delivery-unknown", "failed"]),
+        ("refused-sender-then-354", None, State.READY, ["rejected"]),
+        ("equal-replies-in-pieces", None, State.READY, ["accepted"]),
+    ],
+)
+def test_batch_seed_reaches_its_target(
+    seed: str, error: str | None, state: State, outcomes: list[str]
+) -> None:
+    end = fuzz_batch.play(fuzz_batch.parse(make_corpus.batch_seeds()[seed]))
+    assert end.error == error
+    assert end.state is state
+    assert end.results is not None
+    assert [r.outcome.value for r in end.results] == outcomes
+
+
+def test_batch_parse_and_encode_agree() -> None:
+    data = fuzz_batch.encode(fuzz_batch.LMTP | 1, [0x00, 0x67], [b"250 a\r\n", b"", b"354"])
+    batch = fuzz_batch.parse(data)
+    assert batch.options == fuzz_batch.LMTP | 1
+    assert batch.messages == [
+        fuzz_batch.Message(
+            recipients=("bob@example.com",),
+            body=fuzz_batch.BODIES[0],
+            pipelined=False,
+            chunk_size=fuzz_batch.CHUNK_SIZES[0],
+        ),
+        fuzz_batch.Message(
+            recipients=fuzz_batch.RECIPIENTS,
+            body=fuzz_batch.BODIES[1],
+            pipelined=True,
+            chunk_size=fuzz_batch.CHUNK_SIZES[1],
+        ),
+    ]
+    assert batch.pieces == [b"250 a\r\n", b"", b"354"]
 
 
 # -- each harness can fail --------------------------------------------------------------------
 
 POSTFIX = make_corpus.connection_seeds()["postfix-session"]
+BATCH = make_corpus.batch_seeds()["pipelined-data"]
 
 
 def test_connection_harness_detects_an_unbounded_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -284,3 +335,75 @@ def test_auth_harness_detects_answers_after_cancelling(monkeypatch: pytest.Monke
     monkeypatch.setattr(smtp_proto.ClientConnection, "_cancel_auth", cancel)
     with pytest.raises(AssertionError):
         fuzz_ehlo_auth.check(make_corpus.ehlo_auth_seeds()["auth-not-base64"])
+
+
+def test_batch_harness_detects_a_short_way_that_takes_too_much(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Taking a run of equal replies past the message's own RCPTs answers the wrong
+    # commands. Here four recipients and their content, in chunks of three octets, go with
+    # the envelope, and the server answers every command with the same line.
+    alike = fuzz_batch.encode(1, [0x23], [b"250 ok\r\n" * 40])
+    fuzz_batch.check(alike)
+    original = ReplyReader.repeats
+
+    def repeats(self: ReplyReader, reply: smtp_proto.Reply, limit: int) -> int:
+        return original(self, reply, limit + 1)
+
+    monkeypatch.setattr(ReplyReader, "repeats", repeats)
+    monkeypatch.setattr(
+        smtp_proto.ClientConnection, "_take_repeated_reply", _without_the_check_of_commands
+    )
+    with pytest.raises(AssertionError):
+        fuzz_batch.check(alike)
+
+
+def _without_the_check_of_commands(
+    self: smtp_proto.ClientConnection, reply: smtp_proto.Reply, transaction: object, limit: int
+) -> int:
+    found = self._reader.repeats(reply, limit)
+    for _ in range(found):
+        self._pending.popleft()
+    self._reader.skip(reply, found)
+    return found
+
+
+def test_batch_harness_detects_a_batch_that_never_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Replies that never reach their messages, and a close never seen: the batch would
+    # read for ever.
+    closing = make_corpus.batch_seeds()["close-after-dot"]
+    from smtp_proto._transaction import MailTransaction  # noqa: PLC0415
+
+    original = smtp_proto.ClientConnection.receive_data
+
+    def receive_data(self: smtp_proto.ClientConnection, data: bytes) -> None:
+        if data:
+            original(self, data)
+
+    monkeypatch.setattr(MailTransaction, "_on_event", lambda self, event: None)
+    monkeypatch.setattr(MailTransaction, "_on_recipient_reply", lambda *args, **kwargs: None)
+    monkeypatch.setattr(smtp_proto.ClientConnection, "receive_data", receive_data)
+    with pytest.raises(AssertionError, match="did not end"):
+        fuzz_batch.check(closing)
+
+
+def test_batch_harness_detects_a_refused_sender_reported_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smtp_proto._transaction import MailTransaction  # noqa: PLC0415
+
+    monkeypatch.setattr(MailTransaction, "_sender_refused", lambda self: False)
+    regression = FUZZ / "corpus" / "fuzz_batch" / "regression-refused-sender-reported-accepted"
+    with pytest.raises(AssertionError, match=r"outcome=<MessageOutcome\.ACCEPTED"):
+        fuzz_batch.check(regression.read_bytes())
+
+
+def test_batch_harness_detects_a_local_protocol_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def start(self: object, *, session_ready: bool) -> None:
+        raise LocalProtocolError("refused")
+
+    from smtp_proto._transaction import MailTransaction  # noqa: PLC0415
+
+    monkeypatch.setattr(MailTransaction, "_start", start)
+    with pytest.raises(AssertionError, match="LocalProtocolError"):
+        fuzz_batch.check(BATCH)
