@@ -270,6 +270,9 @@ class ClientConnection:
         self._transaction: _Transaction | None = None
         # The most recent transaction started, even once it has ended.
         self._last_transaction: _Transaction | None = None
+        # The MailTransactions started and perhaps not finished, oldest first (finished
+        # ones are dropped from the front as new ones start).
+        self._open_owners: deque[MailTransaction] = deque()
         self._new_owner: MailTransaction | None = None
         self._new_utf8 = False
         self._rset_deferred = False
@@ -816,6 +819,11 @@ class ClientConnection:
         self._new_owner = owner
         self._new_utf8 = utf8
         self._push(Command.MAIL, sender, line, new_state)
+        if owner is not None:
+            open_owners = self._open_owners
+            while open_owners and open_owners[0].done:
+                open_owners.popleft()
+            open_owners.append(owner)
 
     def _send_rcpt(self, recipient: str, line: bytes) -> None:
         # *line* was made by format_rcpt, which checked it.
@@ -1115,9 +1123,11 @@ class ClientConnection:
         return self._closed
 
     def _end_session(self, event: Event) -> None:
-        # Nothing more will be answered: every unfinished MailTransaction learns why.
-        transactions = [self._transaction, *(entry.transaction for entry in self._pending)]
-        owners = {t.owner for t in transactions if t is not None and t.owner is not None}
+        # Nothing more will be answered: every unfinished MailTransaction learns why, in
+        # the order they started, whether or not a command of its own still awaits a reply
+        # (one may be waiting only for room to send, or for content it can no longer send).
+        owners = list(self._open_owners)
+        self._open_owners.clear()
         self._pending.clear()
         self._data_writer = None
         self._set_state(State.CLOSED)

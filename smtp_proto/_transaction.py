@@ -305,6 +305,7 @@ class MailTransaction:
 
         # -- the course of the transaction --
         self._sender_reply: Reply | None = None
+        self._mail_refused = False  # MAIL answered with a refusal: no transaction opened
         self._recipient_replies: list[Reply | None] = [None] * len(self._recipients)
         self._message_replies: list[Reply | None] = [None] * len(self._recipients)
         self._rcpt_sent = 0
@@ -511,6 +512,7 @@ class MailTransaction:
                 self._send_envelope()
         elif type(event) is SenderRefused:
             self._sender_reply = event.reply
+            self._mail_refused = True
             if not self._pipelining:
                 self._finish(MessageOutcome.REJECTED)
                 return
@@ -521,7 +523,7 @@ class MailTransaction:
                 self._after_recipients()
         elif type(event) is ReadyForData:
             self._content_started = True
-            if not self._any_accepted() or self._sender_refused():
+            if not self._any_accepted() or self._mail_refused:
                 # RFC 2920 section 3.1: DATA was pipelined and accepted although no
                 # recipient was (or MAIL was refused, which opened no transaction): send
                 # no content, only the end of it.
@@ -559,7 +561,7 @@ class MailTransaction:
         if self._envelope_pending:
             self._send_envelope()
         if answered == len(self._recipient_replies) or (
-            answered == self._rcpt_sent and self._sender_refused()
+            answered == self._rcpt_sent and self._mail_refused
         ):
             self._after_recipients()
         elif not self._pipelining:
@@ -569,9 +571,11 @@ class MailTransaction:
         # A refused MAIL (the RCPTs were pipelined after it) opened no transaction, so no
         # content is offered for it, whatever the server said to the recipients; content
         # or a DATA already pipelined is answered by the server, and that reply decides.
-        if not self._any_accepted() or self._sender_refused():
-            if self._use_bdat and self._content_started:
-                return  # the content was pipelined already; its reply decides
+        # (Content let go with the envelope may not have gone yet, for want of room in
+        # flight: then none of it goes.)
+        if not self._any_accepted() or self._mail_refused:
+            if self._use_bdat and (self._chunks_sent or self._content_ended):
+                return  # content was pipelined already; its reply decides
             if self._data_sent:
                 return  # DATA is pipelined; its reply (or the dot's) decides
             self._reset_if_needed()
@@ -597,7 +601,7 @@ class MailTransaction:
             accepted_indexes = [
                 i for i, r in enumerate(self._recipient_replies) if r is not None and r.is_positive
             ]
-            if not self._sender_refused():
+            if not self._mail_refused:
                 self._message_replies[accepted_indexes[self._lmtp_replies]] = reply
             if self._message_reply is None:
                 self._message_reply = reply
@@ -614,11 +618,11 @@ class MailTransaction:
             else:
                 self._finish(MessageOutcome.REJECTED)
             return
-        if self._sender_refused():
+        if self._mail_refused:
             self._message_reply = reply
         else:
             self._record_message_reply(reply)
-        if accepted and self._any_accepted() and not self._sender_refused():
+        if accepted and self._any_accepted() and not self._mail_refused:
             self._finish(MessageOutcome.ACCEPTED)
         else:
             self._finish(MessageOutcome.REJECTED)
@@ -655,9 +659,6 @@ class MailTransaction:
         for index, rcpt_reply in enumerate(self._recipient_replies):
             if rcpt_reply is not None and rcpt_reply.is_positive:
                 self._message_replies[index] = reply
-
-    def _sender_refused(self) -> bool:
-        return self._sender_reply is not None and not self._sender_reply.is_positive
 
     def _any_accepted(self) -> bool:
         return self._accepted_count > 0

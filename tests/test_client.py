@@ -23,6 +23,7 @@ from smtp_proto import (
     Limits,
     LocalProtocolError,
     Login,
+    MailTransaction,
     MessageOutcome,
     NeedBody,
     Plain,
@@ -763,6 +764,76 @@ def test_a_message_whose_sender_was_refused_is_never_accepted(
     assert result.message_reply.code == 250
     assert server.messages == [content]
     assert conn.commands_in_flight == 0
+
+
+@pytest.mark.parametrize("refused", ["sender", "recipients"])
+def test_content_let_go_with_the_envelope_but_held_for_room_is_never_sent_if_refused(
+    refused: str,
+) -> None:
+    # The content may go with the envelope, but MAIL and two RCPTs fill the three places
+    # in flight, so it waits. The sender (or every recipient) is then refused: none of the
+    # content goes, the message is rejected, and the next one is sent. (With the sender
+    # refused, the message once waited for ever for the reply to content never sent.)
+    server, conn, runner, _ = batch(("PIPELINING", "CHUNKING"), 0, max_commands_in_flight=3)
+    if refused == "sender":
+        senders = iter([b"550 5.1.8 bad sender\r\n", b"250 2.1.0 ok\r\n"])
+        server.mail = lambda _: next(senders)
+    else:
+        server.rcpt = lambda address: (
+            b"550 5.1.1 no\r\n" if address.startswith("r") else b"250 2.1.5 ok\r\n"
+        )
+    transactions = [
+        conn.send_message(
+            "a@example.org",
+            [f"{prefix}{j}@example.org" for j in range(2)],
+            b"message %d\r\n" % i,
+            start=False,
+            pipeline_content_up_to=1000,
+        )
+        for i, prefix in enumerate(["r", "b"])
+    ]
+    results = runner.run(send_transactions(conn, transactions))
+    assert isinstance(results, list)
+    assert [r.outcome for r in results] == [MessageOutcome.REJECTED, MessageOutcome.ACCEPTED]
+    assert server.messages == [b"message 1\r\n"]
+    assert not any(command.startswith("BDAT") for command in server.commands[:4])
+    assert conn.commands_in_flight == 0
+
+
+def test_the_end_of_the_session_reaches_a_message_with_nothing_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every unfinished message learns that the session ended, even one with no command of
+    # its own awaiting a reply. Here the first message is made to wait for a reply to
+    # content it never sent (as one once did after a refused MAIL); when the server then
+    # closes, it fails instead of leaving the batch waiting for ever.
+    server, conn, runner, _ = batch(("PIPELINING", "CHUNKING"), 0, max_commands_in_flight=3)
+    senders = iter([b"550 5.1.8 bad sender\r\n", b"421 4.3.2 closing\r\n"])
+    server.mail = lambda _: next(senders)
+
+    def waits_for_content_never_sent(self: MailTransaction) -> None:
+        if not self._mail_refused:
+            original(self)
+
+    original = MailTransaction._after_recipients
+    monkeypatch.setattr(MailTransaction, "_after_recipients", waits_for_content_never_sent)
+    transactions = [
+        conn.send_message(
+            "a@example.org",
+            ["b@example.org", "c@example.org"],
+            b"message %d\r\n" % i,
+            start=False,
+            pipeline_content_up_to=1000,
+        )
+        for i in range(2)
+    ]
+    results = runner.run(send_transactions(conn, transactions))
+    assert isinstance(results, list)
+    assert [r.outcome for r in results] == [MessageOutcome.FAILED, MessageOutcome.FAILED]
+    assert results[0].sender_reply is not None
+    assert results[0].sender_reply.code == 550
+    assert server.messages == []
+    assert conn.state is State.CLOSED
 
 
 def test_a_refused_sender_with_an_accepted_recipient_sends_no_content() -> None:

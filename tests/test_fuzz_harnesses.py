@@ -392,7 +392,13 @@ def test_batch_harness_detects_a_refused_sender_reported_accepted(
 ) -> None:
     from smtp_proto._transaction import MailTransaction  # noqa: PLC0415
 
-    monkeypatch.setattr(MailTransaction, "_sender_refused", lambda self: False)
+    def on_message_reply(self: MailTransaction, reply: smtp_proto.Reply, *, accepted: bool) -> None:
+        # Takes the server's last word for it, whatever MAIL's reply was.
+        self._finish(
+            smtp_proto.MessageOutcome.ACCEPTED if accepted else smtp_proto.MessageOutcome.REJECTED
+        )
+
+    monkeypatch.setattr(MailTransaction, "_on_message_reply", on_message_reply)
     regression = FUZZ / "corpus" / "fuzz_batch" / "regression-refused-sender-reported-accepted"
     with pytest.raises(AssertionError, match=r"outcome=<MessageOutcome\.ACCEPTED"):
         fuzz_batch.check(regression.read_bytes())
