@@ -160,9 +160,16 @@ class ReplyReader:
         if self._cache.get(line) is not reply:
             return 0
         buffer = self._buffer
-        if buffer.startswith(line * limit):
-            return limit  # the usual case: every reply awaited has come, and all alike
         size = len(line)
+        # The usual case first: every reply awaited has come, and all alike. The last copy
+        # is looked for before the copies are made to compare with at once, so that no more
+        # is made than the buffer holds.
+        if (
+            limit > 0
+            and buffer.startswith(line, (limit - 1) * size)
+            and buffer.startswith(line * limit)
+        ):
+            return limit
         count = 0
         while count < limit and buffer.startswith(line, count * size):
             count += 1

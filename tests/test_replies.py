@@ -427,6 +427,24 @@ def test_repeats_counts_whole_copies_of_a_known_reply_at_the_front() -> None:
     assert following.code == 251
 
 
+def test_repeats_makes_no_more_than_the_buffer_holds() -> None:
+    # However many replies are awaited, counting looks only at what has come: a limit far
+    # beyond the buffer costs nothing (the copies are not made to compare with).
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 ok\r\n" * 3 + b"550 no\r\n" + b"250 ok\r\n" * 3)
+    reply = reader.next_reply()
+    assert reply is not None
+    assert reader.repeats(reply, 10**12) == 2
+    reader.skip(reply, 2)
+    assert reader.repeats(reply, 10**12) == 0  # "550 no" comes first
+    refusal = reader.next_reply()
+    assert refusal is not None
+    assert refusal.code == 550
+    assert reader.repeats(reply, 10**12) == 3
+    assert reader.repeats(reply, 3) == 3
+    assert reader.repeats(reply, 1) == 1
+
+
 @pytest.mark.parametrize(
     "after",
     [
