@@ -32,6 +32,7 @@ from smtp_proto import (
     Reply,
     StartTls,
     State,
+    Timeouts,
     TlsPolicy,
     TlsUnavailable,
     TransactionResult,
@@ -834,6 +835,18 @@ def test_the_end_of_the_session_reaches_a_message_with_nothing_in_flight(
     assert results[0].sender_reply.code == 550
     assert server.messages == []
     assert conn.state is State.CLOSED
+
+
+def test_a_batch_reads_within_the_timeout_of_the_oldest_command_awaiting_a_reply() -> None:
+    # RFC 5321 section 4.5.3.2: each read waits as long as the reply the engine waits for
+    # first allows: MAIL's at first, then the end of each message's content.
+    timeouts = Timeouts(mail=11, rcpt=12, data_initiation=13, data_termination=14)
+    server = FakeServer(keywords=("PIPELINING", "8BITMIME"))
+    conn, runner, _ = session(server, timeouts=timeouts)
+    runner.requests.clear()
+    send_batch(conn, runner, [b"one\r\n", b"two\r\n"])
+    reads = [r for r in runner.requests if isinstance(r, Read)]
+    assert [(read.timeout, read.fresh) for read in reads] == [(11, True), (14, True), (14, True)]
 
 
 def test_a_refused_sender_with_an_accepted_recipient_sends_no_content() -> None:

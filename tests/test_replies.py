@@ -490,6 +490,18 @@ def test_repeats_is_zero_for_a_reply_the_reader_does_not_keep() -> None:
     assert reader.repeats(twin, 5) == 0
 
 
+@pytest.mark.parametrize(("after", "message"), [(b"\n", "bare LF"), (b"\r250 ok\r\n", "bare CR")])
+def test_a_bad_line_end_right_after_a_skipped_run(after: bytes, message: str) -> None:
+    # Skipping a run leaves the next octet to be checked like any other.
+    reader = ReplyReader(Limits())
+    reader.feed(b"250 ok\r\n" * 3 + after)
+    reply = reader.next_reply()
+    assert reply is not None
+    reader.skip(reply, reader.repeats(reply, 5))
+    with pytest.raises(RemoteProtocolError, match=f"^{message} in a reply line$"):
+        reader.next_reply()
+
+
 LINES = [b"250 2.1.5 ok\r\n", b"550 5.1.1 no\r\n", b"250-a\r\n250 b\r\n", b"250 2.1.5 ok \r\n"]
 
 
