@@ -719,6 +719,8 @@ def test_a_batch_makes_each_result_once_while_the_server_works(
             if ended:
                 made_before_a_read.append(all(t._result is not None for t in ended))
             value, runner.incoming = runner.incoming, b""
+    else:
+        raise AssertionError("the batch never ended")
     assert len(made_before_a_read) >= 2
     assert all(made_before_a_read)
     assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 4
