@@ -67,7 +67,7 @@ FEATURES = (
 )
 LMTP = 0x04
 SMALL_FLIGHT = 0x08  # Limits.max_commands_in_flight of 4: long envelopes wait for room
-SMALL_SIZE = 0x10  # the server announces SIZE 40: longer messages are refused before
+SMALL_SIZE = 0x10  # the server announces SIZE 40: longer messages are refused unsent
 
 MAX_MESSAGES = 8
 # Every request either writes what replies made the engine send or reads at least one octet

@@ -372,16 +372,16 @@ def test_batch_harness_detects_a_batch_that_never_ends(monkeypatch: pytest.Monke
     # Replies that never reach their messages, and a close never seen: the batch would
     # read for ever.
     closing = make_corpus.batch_seeds()["close-after-dot"]
-    from smtp_proto._transaction import MailTransaction  # noqa: PLC0415
-
     original = smtp_proto.ClientConnection.receive_data
 
     def receive_data(self: smtp_proto.ClientConnection, data: bytes) -> None:
         if data:
             original(self, data)
 
-    monkeypatch.setattr(MailTransaction, "_on_event", lambda self, event: None)
-    monkeypatch.setattr(MailTransaction, "_on_recipient_reply", lambda *args, **kwargs: None)
+    monkeypatch.setattr(smtp_proto.MailTransaction, "_on_event", lambda self, event: None)
+    monkeypatch.setattr(
+        smtp_proto.MailTransaction, "_on_recipient_reply", lambda *args, **kwargs: None
+    )
     monkeypatch.setattr(smtp_proto.ClientConnection, "receive_data", receive_data)
     with pytest.raises(AssertionError, match="did not end"):
         fuzz_batch.check(closing)
@@ -390,15 +390,15 @@ def test_batch_harness_detects_a_batch_that_never_ends(monkeypatch: pytest.Monke
 def test_batch_harness_detects_a_refused_sender_reported_accepted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from smtp_proto._transaction import MailTransaction  # noqa: PLC0415
-
-    def on_message_reply(self: MailTransaction, reply: smtp_proto.Reply, *, accepted: bool) -> None:
+    def on_message_reply(
+        self: smtp_proto.MailTransaction, reply: smtp_proto.Reply, *, accepted: bool
+    ) -> None:
         # Takes the server's last word for it, whatever MAIL's reply was.
         self._finish(
             smtp_proto.MessageOutcome.ACCEPTED if accepted else smtp_proto.MessageOutcome.REJECTED
         )
 
-    monkeypatch.setattr(MailTransaction, "_on_message_reply", on_message_reply)
+    monkeypatch.setattr(smtp_proto.MailTransaction, "_on_message_reply", on_message_reply)
     regression = FUZZ / "corpus" / "fuzz_batch" / "regression-refused-sender-reported-accepted"
     with pytest.raises(AssertionError, match=r"outcome=<MessageOutcome\.ACCEPTED"):
         fuzz_batch.check(regression.read_bytes())
@@ -408,8 +408,6 @@ def test_batch_harness_detects_a_local_protocol_error(monkeypatch: pytest.Monkey
     def start(self: object, *, session_ready: bool) -> None:
         raise LocalProtocolError("refused")
 
-    from smtp_proto._transaction import MailTransaction  # noqa: PLC0415
-
-    monkeypatch.setattr(MailTransaction, "_start", start)
+    monkeypatch.setattr(smtp_proto.MailTransaction, "_start", start)
     with pytest.raises(AssertionError, match="LocalProtocolError"):
         fuzz_batch.check(BATCH)
