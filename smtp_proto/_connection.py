@@ -878,25 +878,22 @@ class ClientConnection:
         self._outbox_log.clear()
 
     def _send_deferred_rset(self) -> None:
-        if self._may_send(Command.RSET):
+        if self._send_if_allowed(Command.RSET, b"RSET\r\n"):
             self._rset_deferred = False
-            self._send(Command.RSET, "", b"RSET\r\n")
 
     def _reset_soon(self) -> None:
         # RSET for a failed MailTransaction. The caller may have pipelined a command that
         # must be answered before anything else is sent (a NOOP, say); the RSET then goes
         # as soon as the session allows, rather than breaking the pipelining rules.
-        if self._may_send(Command.RSET):
-            self._send(Command.RSET, "", b"RSET\r\n")
-        else:
+        if not self._send_if_allowed(Command.RSET, b"RSET\r\n"):
             self._rset_deferred = True
 
     def _owns_current_transaction(self, owner: MailTransaction) -> bool:
         return self._last_transaction is not None and self._last_transaction.owner is owner
 
     def _send_if_allowed(self, command: Command, line: bytes) -> bool:
-        # Send *command*, which takes no argument, if the session lets it go now (for
-        # MailTransaction, which asks this of DATA as room appears); say whether it went.
+        # Send *command*, which takes no argument, if the session lets it go now (DATA as
+        # room appears, an RSET that may have to wait); say whether it went.
         if not self._may_send(command):
             return False
         self._push(command, "", line, SEND_TRANSITIONS[self._state][command])

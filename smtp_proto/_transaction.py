@@ -523,7 +523,7 @@ class MailTransaction:
                 self._after_recipients()
         elif type(event) is ReadyForData:
             self._content_started = True
-            if not self._any_accepted() or self._mail_refused:
+            if not self._may_deliver():
                 # RFC 2920 section 3.1: DATA was pipelined and accepted although no
                 # recipient was (or MAIL was refused, which opened no transaction): send
                 # no content, only the end of it.
@@ -573,7 +573,7 @@ class MailTransaction:
         # or a DATA already pipelined is answered by the server, and that reply decides.
         # (Content let go with the envelope may not have gone yet, for want of room in
         # flight: then none of it goes.)
-        if not self._any_accepted() or self._mail_refused:
+        if not self._may_deliver():
             if self._use_bdat and (self._chunks_sent or self._content_ended):
                 return  # content was pipelined already; its reply decides
             if self._data_sent:
@@ -597,7 +597,7 @@ class MailTransaction:
             self._reset_if_needed()
             self._finish(MessageOutcome.REJECTED)
             return
-        if self._connection.lmtp and self._any_accepted():
+        if self._connection.lmtp and self._accepted_count:
             accepted_indexes = [
                 i for i, r in enumerate(self._recipient_replies) if r is not None and r.is_positive
             ]
@@ -622,7 +622,7 @@ class MailTransaction:
             self._message_reply = reply
         else:
             self._record_message_reply(reply)
-        if accepted and self._any_accepted() and not self._mail_refused:
+        if accepted and self._may_deliver():
             self._finish(MessageOutcome.ACCEPTED)
         else:
             self._finish(MessageOutcome.REJECTED)
@@ -660,8 +660,10 @@ class MailTransaction:
             if rcpt_reply is not None and rcpt_reply.is_positive:
                 self._message_replies[index] = reply
 
-    def _any_accepted(self) -> bool:
-        return self._accepted_count > 0
+    def _may_deliver(self) -> bool:
+        # A recipient accepted within a transaction the server opened: a refused MAIL
+        # opened none, whatever it then answered to the RCPTs pipelined after it.
+        return self._accepted_count > 0 and not self._mail_refused
 
     def _reset_if_needed(self) -> None:
         # The server still holds a transaction if it accepted MAIL and the transaction did

@@ -50,9 +50,17 @@ STARTTLS_KEYWORDS = ("PIPELINING", "STARTTLS", "AUTH PLAIN", "8BITMIME")
 class Runner:
     """Executes I/O requests against a FakeServer, recording them."""
 
-    def __init__(self, server: FakeServer, *, trickle: bool = False) -> None:
+    def __init__(
+        self,
+        server: FakeServer,
+        *,
+        trickle: bool = False,
+        on_read: Callable[[], None] | None = None,
+    ) -> None:
         self.server = server
         self.trickle = trickle
+        #: Called at every read, before it is answered.
+        self.on_read = on_read
         self.incoming = server.greeting()
         self.requests: list[IORequest] = []
         self.body: Iterator[bytes] = iter(())
@@ -69,6 +77,8 @@ class Runner:
             if isinstance(request, Write):
                 self.incoming += self.server.receive(request.data)
             elif isinstance(request, Read):
+                if self.on_read is not None:
+                    self.on_read()
                 assert self.incoming or self.server._closed, "the client waits forever"
                 size = 1 if self.trickle else len(self.incoming)
                 value, self.incoming = self.incoming[:size], self.incoming[size:]
@@ -442,29 +452,16 @@ def test_a_refused_message_in_a_batch_leaves_the_others_alone() -> None:
     ]
 
 
-def test_a_batch_cut_short_by_421_fails_the_rest_without_sending_them() -> None:
-    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 4)
-    senders = iter([b"250 2.1.0 ok\r\n", b"421 4.3.2 going down\r\n"])
-    server.mail = lambda _: next(senders)
-    results = send_batch(conn, runner, bodies)
-    assert [r.outcome for r in results] == [
-        MessageOutcome.ACCEPTED,
-        MessageOutcome.FAILED,
-        MessageOutcome.FAILED,
-        MessageOutcome.FAILED,
-    ]
-    assert results[1].message_reply is not None
-    assert results[1].message_reply.code == 421
-    # The last two never started: no reply of any kind.
-    assert results[2].sender_reply is None
-    assert results[3].recipients[0].reply is None
-    assert sum(c.startswith("MAIL") for c in server.commands) == 2
+def _mail_answered(*replies: bytes) -> Callable[[FakeServer], None]:
+    def setup(server: FakeServer) -> None:
+        answers = iter(replies)
+        server.mail = lambda _: next(answers)
+
+    return setup
 
 
-def test_a_batch_cut_short_by_the_server_closing_ends() -> None:
-    # The server reads the second message's MAIL and closes without a word: the second
-    # message cannot be known delivered, and the two after it were never sent.
-    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 4)
+def _closing_at_the_second_mail(server: FakeServer) -> None:
+    # The server reads the second message's MAIL and closes without a word.
     mails = iter([True, False])
 
     def mail(_: str) -> bytes:
@@ -474,24 +471,32 @@ def test_a_batch_cut_short_by_the_server_closing_ends() -> None:
         return b""
 
     server.mail = mail
-    results = send_batch(conn, runner, bodies)
-    assert [r.outcome for r in results] == [
-        MessageOutcome.ACCEPTED,
-        MessageOutcome.FAILED,
-        MessageOutcome.FAILED,
-        MessageOutcome.FAILED,
-    ]
-    assert conn.state is State.CLOSED
-    assert sum(c.startswith("MAIL") for c in server.commands) == 2
 
 
-def test_a_421_to_a_recipient_in_a_batch_ends_it() -> None:
+def _421_to_the_second_rcpt(server: FakeServer) -> None:
     # The 421 comes with the replies before it (to the previous message's content and to
     # MAIL), so it is taken in with them.
-    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 4)
     server.rcpt = lambda address: (
         b"421 4.3.2 going down\r\n" if address == "b1@example.org" else b"250 2.1.5 ok\r\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("setup", "second_reply"),
+    [
+        (_mail_answered(b"250 2.1.0 ok\r\n", b"421 4.3.2 going down\r\n"), 421),
+        (_closing_at_the_second_mail, None),
+        (_421_to_the_second_rcpt, 421),
+    ],
+)
+def test_a_batch_cut_short_fails_the_rest_without_sending_them(
+    setup: Callable[[FakeServer], None], second_reply: int | None
+) -> None:
+    # The session ends during the second message (a 421, or a close): it fails (a close
+    # before its content ended cannot have delivered it), and the two after it were never
+    # sent.
+    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 4)
+    setup(server)
     results = send_batch(conn, runner, bodies)
     assert [r.outcome for r in results] == [
         MessageOutcome.ACCEPTED,
@@ -499,8 +504,12 @@ def test_a_421_to_a_recipient_in_a_batch_ends_it() -> None:
         MessageOutcome.FAILED,
         MessageOutcome.FAILED,
     ]
-    assert results[1].message_reply is not None
-    assert results[1].message_reply.code == 421
+    message_reply = results[1].message_reply
+    assert (message_reply.code if message_reply is not None else None) == second_reply
+    # The last two never started: no reply of any kind.
+    assert results[2].sender_reply is None
+    assert results[3].recipients[0].reply is None
+    assert sum(c.startswith("MAIL") for c in server.commands) == 2
     assert conn.state is State.CLOSED
 
 
@@ -696,31 +705,21 @@ def test_a_batch_makes_each_result_once_while_the_server_works(
 ) -> None:
     # The result of a message that has ended is made before the next read, while the
     # server works on what was just written, and is the very result returned at the end.
-    server, conn, runner, bodies = batch(keywords, 4)
+    _, conn, runner, bodies = batch(keywords, 4)
     transactions = [
         conn.send_message("a@example.org", [f"b{i}@example.org"], body, start=False)
         for i, body in enumerate(bodies)
     ]
-    operation = send_transactions(conn, transactions)
     made_before_a_read = []
-    value: bytes | None = None
-    for _ in range(100):
-        try:
-            request = operation.send(value)
-        except StopIteration as stop:
-            results = stop.value
-            break
-        value = None
-        if isinstance(request, Write):
-            runner.incoming += server.receive(request.data)
-        else:
-            assert isinstance(request, Read)
-            ended = [t for t in transactions if t.done]
-            if ended:
-                made_before_a_read.append(all(t._result is not None for t in ended))
-            value, runner.incoming = runner.incoming, b""
-    else:
-        raise AssertionError("the batch never ended")
+
+    def on_read() -> None:
+        ended = [t for t in transactions if t.done]
+        if ended:
+            made_before_a_read.append(all(t._result is not None for t in ended))
+
+    runner.on_read = on_read
+    results = runner.run(send_transactions(conn, transactions))
+    assert isinstance(results, list)
     assert len(made_before_a_read) >= 2
     assert all(made_before_a_read)
     assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 4
