@@ -25,8 +25,17 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice, repeat, starmap, takewhile
-from operator import attrgetter
-from typing import TYPE_CHECKING, Concatenate, Final, NoReturn, ParamSpec, TypeVar, cast
+from operator import itemgetter
+from typing import (
+    TYPE_CHECKING,
+    Concatenate,
+    Final,
+    NoReturn,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+    cast,
+)
 
 from ._commands import format_command, format_hello, format_mail, format_rcpt
 from ._data import DataWriter
@@ -155,18 +164,13 @@ class _AuthExchange:
         self.cancelled_because: str | None = None
 
 
-class _Pending:
-    # A command on the wire whose reply has not arrived (or, under LMTP, not all replies).
-    __slots__ = ("argument", "command", "replies", "transaction")
-
-    def __init__(self, command: Command, argument: str, transaction: _Transaction | None):
-        self.command = command
-        self.argument = argument
-        self.transaction = transaction
-        self.replies = 0
-
-
-_command_and_transaction = attrgetter("command", "transaction")
+# A command on the wire whose reply has not arrived (or, under LMTP, not all replies):
+# (command, argument, transaction). A plain tuple, since one is made for every command sent,
+# and a message's RCPTs are then made in one step, in C (_send_rcpts). Under LMTP the replies
+# to the end of a message are counted by the connection (_lmtp_replies), not here: only the
+# oldest entry is ever being answered.
+_Pending: TypeAlias = tuple[Command, str, _Transaction | None]
+_COMMAND_AND_TRANSACTION = itemgetter(0, 2)
 
 _Params = ParamSpec("_Params")
 _Result = TypeVar("_Result")
@@ -259,7 +263,9 @@ class ClientConnection:
         self._state = State.AWAIT_GREETING
         # Commands awaiting replies, oldest first. Replies are matched to commands purely by
         # counting (RFC 2920 section 3.1), so the greeting waits here like a command.
-        self._pending: deque[_Pending] = deque([_Pending(Command.GREETING, "", None)])
+        self._pending: deque[_Pending] = deque([(Command.GREETING, "", None)])
+        # Under LMTP, the replies the oldest entry, a message's end, has had so far.
+        self._lmtp_replies = 0
         self._outbox: list[bytes] = []
         # What the outbox holds, line by line, fit for a debug log: secrets redacted and
         # message content summarised.
@@ -347,7 +353,7 @@ class ClientConnection:
         the oldest outstanding command, or, while message content is being sent, each write
         of it (RFC 5321 section 4.5.3.2). None when nothing is awaited."""
         if self._pending:
-            return float(getattr(self._timeouts, TIMEOUT_FIELD[self._pending[0].command]))
+            return float(getattr(self._timeouts, TIMEOUT_FIELD[self._pending[0][0]]))
         if self._state is State.DATA_BODY:
             return self._timeouts.data_block
         return None
@@ -425,7 +431,7 @@ class ClientConnection:
         pending = self._pending
         reader = self._reader
         while self._state not in _REPLIES_NOT_TAKEN:
-            if self._lmtp or not pending or pending[0].command is not Command.RCPT:
+            if self._lmtp or not pending or pending[0][0] is not Command.RCPT:
                 if self.next_event() is NEED_DATA:
                     return
                 continue
@@ -435,7 +441,7 @@ class ClientConnection:
                 self.next_event()
                 return
             code = reply.code
-            transaction = pending[0].transaction
+            transaction = pending[0][2]
             owner = transaction.owner if transaction is not None else None
             if owner is not None and (code < 300 or (code >= 400 and code != 421)):
                 pending.popleft()
@@ -472,7 +478,7 @@ class ClientConnection:
             list(
                 takewhile(
                     (Command.RCPT, transaction).__eq__,
-                    map(_command_and_transaction, islice(pending, found)),
+                    map(_COMMAND_AND_TRANSACTION, islice(pending, found)),
                 )
             )
         )
@@ -771,7 +777,7 @@ class ClientConnection:
         pending = self._pending
         return not pending or (
             self._pipelining
-            and pending[-1].command not in GROUP_ENDERS
+            and pending[-1][0] not in GROUP_ENDERS
             and len(pending) < self._limits.max_commands_in_flight
         )
 
@@ -779,7 +785,7 @@ class ClientConnection:
         # Why *command* cannot be sent now, when _may_send says it cannot.
         if command not in SEND_TRANSITIONS[self._state]:
             return f"{command.value} cannot be sent in state {self._state.name}"
-        waiting_for = self._pending[-1].command
+        waiting_for = self._pending[-1][0]
         if waiting_for in GROUP_ENDERS or not self._pipelining:
             return f"{command.value} cannot be sent before the reply to {waiting_for.value}" + (
                 "" if self._pipelining else " (the server does not offer PIPELINING)"
@@ -846,7 +852,7 @@ class ClientConnection:
         self._check_rcpt_encoding(sending)
         rcpt = Command.RCPT
         transaction = self._transaction
-        self._pending.extend([_Pending(rcpt, recipient, transaction) for recipient in sending])
+        self._pending.extend(zip(repeat(rcpt), sending, repeat(transaction)))
         self._outbox += lines[start:stop]
         # None: each line is its own log entry (see data_to_send_and_log).
         self._outbox_log += [None] * len(sending)
@@ -918,7 +924,7 @@ class ClientConnection:
             )
             self._new_owner = None
         transaction = self._transaction if command in TRANSACTION_COMMANDS else None
-        self._pending.append(_Pending(command, argument, transaction))
+        self._pending.append((command, argument, transaction))
         if command is Command.AUTH and b" " in line[5:]:
             # Keep the verb and the mechanism's name, hide the initial response.
             self._write(line, line[: line.index(b" ", 5)].decode("ascii") + " [redacted]")
@@ -945,20 +951,18 @@ class ClientConnection:
         pending = self._pending
         if not pending:
             raise RemoteProtocolError(f"the server sent a {code} reply to no command")
-        entry = pending[0]
-        command = entry.command
+        command, argument, transaction = pending[0]
         transition = TRANSITIONS_BY_DIGIT[command][code // 100]
         if transition is None:
             raise RemoteProtocolError(f"a {code} reply is not a valid answer to {command.value}")
         build, state_changes, kind = transition
-        transaction = entry.transaction
         if command in _REPLIES_CHECKED_FIRST:
             if command is Command.EHLO and code in _EHLO_UNKNOWN and self._may_use_helo():
                 pending.popleft()
                 self._push(
                     Command.HELO,
-                    entry.argument,
-                    self._hello_line("HELO", entry.argument),
+                    argument,
+                    self._hello_line("HELO", argument),
                     self._state,
                 )
                 return None
@@ -972,38 +976,38 @@ class ClientConnection:
                 pending.popleft()
                 return reply
             if command is Command.AUTH and (exchange := self._auth) is not None:
-                return self._auth_reply(entry, exchange, reply, kind)
+                return self._auth_reply(command, argument, exchange, reply, kind)
         if self._lmtp and command in MESSAGE_END_COMMANDS:
-            event = self._lmtp_message_reply(entry, reply, kind)
+            event = self._lmtp_message_reply(transaction, reply, kind)
         else:
             pending.popleft()
-            event = build(entry.argument, reply)
+            event = build(argument, reply)
             if state_changes and (transaction is None or transaction is self._transaction):
                 new_state = state_changes.get(self._state)
                 if new_state is not None:
                     self._set_state(new_state)
             if type(event) in self._recorded_events:
-                self._record(event, entry)
+                self._record(event, argument, transaction)
         # Last, once the session's state is up to date: the transaction that sent the
         # command may answer by sending more.
         if transaction is not None and transaction.owner is not None:
             transaction.owner._on_event(event)
         return event
 
-    def _record(self, event: Event, entry: _Pending) -> None:
+    def _record(self, event: Event, argument: str, transaction: _Transaction | None) -> None:
         # What the session learns from a reply, beyond its state: only for the events in
         # _recorded_events. Every event class is final, so comparing exact types says what
         # isinstance says, without its calls.
         if type(event) is RecipientAccepted:
             # RCPT is only sent within a transaction, so it always has one.
-            cast("_Transaction", entry.transaction).accepted.append(entry.argument)
+            cast("_Transaction", transaction).accepted.append(argument)
         elif type(event) is EhloFeatures:
             self._features = event
             self._pipelining = event.pipelining
         elif type(event) is ReadyForData:
             self._data_writer = DataWriter()
-        elif type(event) is MessageRejected and entry.transaction is not None:
-            entry.transaction.message_failed = True
+        elif type(event) is MessageRejected and transaction is not None:
+            transaction.message_failed = True
         elif type(event) is StartTlsReady and self._reader.buffered:
             raise RemoteProtocolError(
                 "the server sent bytes after its reply to STARTTLS, before the TLS "
@@ -1011,20 +1015,25 @@ class ClientConnection:
             )
 
     def _auth_reply(
-        self, entry: _Pending, exchange: _AuthExchange, reply: Reply, kind: ReplyClass
+        self,
+        command: Command,
+        argument: str,
+        exchange: _AuthExchange,
+        reply: Reply,
+        kind: ReplyClass,
     ) -> Event | None:
         if kind is ReplyClass.INTERMEDIATE:
             self._answer_challenge(exchange, reply)
             return None
         self._pending.popleft()
         self._auth = None
-        build = REPLY_TRANSITIONS[entry.command, kind][0]
-        event = build(entry.argument, reply)
+        build = REPLY_TRANSITIONS[command, kind][0]
+        event = build(argument, reply)
         if kind is ReplyClass.POSITIVE:
             if exchange.cancelled_because is not None:
                 # RFC 4954 section 4: a cancelled exchange is answered with 501.
                 raise RemoteProtocolError(
-                    f"the server accepted AUTH {entry.argument} after the client cancelled it"
+                    f"the server accepted AUTH {argument} after the client cancelled it"
                 )
             try:
                 exchange.mechanism.success()
@@ -1032,8 +1041,7 @@ class ClientConnection:
                 # The server said yes without proving it knows the secret (a SCRAM server
                 # signature missing or wrong): whoever answered is not who we think.
                 raise RemoteProtocolError(
-                    f"the server accepted AUTH {entry.argument} but failed to authenticate "
-                    f"itself: {exc}"
+                    f"the server accepted AUTH {argument} but failed to authenticate itself: {exc}"
                 ) from None
             self._authenticated = True
             return event
@@ -1079,13 +1087,16 @@ class ClientConnection:
         # Falling back to HELO gives up STARTTLS, so never when TLS is required but absent.
         return not (self._require_tls and not self._tls_active)
 
-    def _lmtp_message_reply(self, entry: _Pending, reply: Reply, kind: ReplyClass) -> Event:
+    def _lmtp_message_reply(
+        self, transaction: _Transaction | None, reply: Reply, kind: ReplyClass
+    ) -> Event:
         # RFC 2033 section 4.2: one reply per recipient accepted by RCPT, in RCPT order.
-        recipients = entry.transaction.accepted if entry.transaction is not None else []
-        recipient = recipients[entry.replies] if recipients else None
-        entry.replies += 1
-        if entry.replies >= max(len(recipients), 1):
+        recipients = transaction.accepted if transaction is not None else []
+        recipient = recipients[self._lmtp_replies] if recipients else None
+        self._lmtp_replies += 1
+        if self._lmtp_replies >= max(len(recipients), 1):
             self._pending.popleft()
+            self._lmtp_replies = 0
         if kind is ReplyClass.POSITIVE:
             return MessageAccepted(reply=reply, recipient=recipient)
         return MessageRejected(reply=reply, recipient=recipient)
@@ -1095,7 +1106,7 @@ class ClientConnection:
         # transaction under way failed (a 421 to the final dot is a refusal, not an
         # unknown outcome).
         in_transaction = self._transaction is not None or any(
-            entry.transaction is not None for entry in self._pending
+            transaction is not None for _, _, transaction in self._pending
         )
         self._delivery_at_421 = (
             DeliveryStatus.FAILED if in_transaction else DeliveryStatus.NO_TRANSACTION
@@ -1107,10 +1118,10 @@ class ClientConnection:
     def _close(self) -> ConnectionClosed:
         delivery = self._delivery_at_421
         if delivery is None:
-            if any(entry.command in MESSAGE_END_COMMANDS for entry in self._pending):
+            if any(command in MESSAGE_END_COMMANDS for command, _, _ in self._pending):
                 delivery = DeliveryStatus.UNKNOWN
             elif self._transaction is not None or any(
-                entry.transaction is not None for entry in self._pending
+                transaction is not None for _, _, transaction in self._pending
             ):
                 delivery = DeliveryStatus.FAILED
             else:

@@ -689,9 +689,9 @@ def test_a_run_of_equal_replies_is_never_taken_past_the_transactions_rcpts() -> 
     accepted = conn.next_event()
     assert type(accepted).__name__ == "RecipientAccepted"
     reply = accepted.reply  # type: ignore[union-attr]
-    transaction = conn._pending[0].transaction
+    _, _, transaction = conn._pending[0]
     assert conn._take_repeated_reply(reply, transaction, 5) == 1
-    assert [entry.command.name for entry in conn._pending] == ["RSET"]
+    assert [command.name for command, _, _ in conn._pending] == ["RSET"]
     assert conn._reader.buffered == len(same)
     rset_reply = conn.next_event()
     assert isinstance(rset_reply, Reply)
