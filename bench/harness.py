@@ -4,10 +4,11 @@ sets up its environment first).
 It starts, on 127.0.0.1 only, Postfix's ``smtp-sink`` (PIPELINING, no CHUNKING), the
 benchmark's own CHUNKING sink (:mod:`bench.sink`, which validates what it receives) and,
 for workload (d), delaying proxies (:mod:`bench.proxy`) in front of each; runs every client
-on every workload ``repeats`` times; prints a table of medians with each rate as a ratio to
-``smtplib`` in the same run; and writes it all to ``bench/results.md``. Every server is a
-process of its own (so it does not compete with the client for the interpreter), ends when
-this process closes its stdin or after a lifetime, and is stopped here by its pid.
+on every workload ``repeats`` times, the clients of a workload taking turns; prints a table
+of medians with each rate as a ratio to ``smtplib`` in the same run; and writes it all to
+``bench/results.md``. Every server is a process of its own (so it does not compete with the
+client for the interpreter), ends when this process closes its stdin or after a lifetime,
+and is stopped here by its pid.
 """
 
 from __future__ import annotations
@@ -207,60 +208,77 @@ class Case:
     variant: str = ""
 
 
-def measure(
-    case: Case, client: str, repeats: int, budget: float, log: Callable[[str], None]
-) -> Row:
-    row = Row(case.workload, case.server, client + case.variant, case.unit)
-    run = CLIENTS[client]
+@dataclass
+class Tally:
+    """One client's runs of one case, gathered run by run."""
+
+    case: Case
+    client: str
+    row: Row
+    problems: list[str] = field(default_factory=list)
+    pipelined: list[bool] = field(default_factory=list)
+    bare_lf: int = 0
+    fewest: int = 0
+    #: No further runs: the client cannot run this case, or a run failed.
+    stopped: bool = False
+
+
+def run_once(tally: Tally, budget: float) -> None:
+    """Run *tally*'s client once on its case and add what it measured."""
+    case, client, row = tally.case, tally.client, tally.row
     job = case.job
     size = len(job.body) if job.body is not None else 0
-    problems: list[str] = []
-    pipelined: list[bool] = []
-    bare_lf = 0
-    fewest = job.count
-    for _ in range(repeats):
-        if case.sink_port is not None:
-            sink_reset(case.sink_port)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        try:
-            sent = run(dataclasses.replace(job, deadline=time.monotonic() + budget))
-        except NotApplicable as reason:
-            row.note = f"n/a: {reason}"
-            return row
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        amount = sent if case.unit == "msg/s" else sent * size / MIB
-        row.rates.append(amount / elapsed)
-        row.cpu_per_message.append(cpu / sent)
-        fewest = min(fewest, sent)
-        if case.sink_port is not None:
-            stats = sink_stats(case.sink_port)
-            digests = stats["digests"]
-            assert isinstance(digests, dict)
-            if stats["messages"] != sent:
-                problems.append(f"{stats['messages']} of {sent} messages arrived")
-            elif client == "smtp-source (C)":
-                pass  # it writes content of its own: only the count can be checked
-            elif digests != {case.expected_digest: sent}:
-                problems.append("content differs")
-            if stats["errors"]:
-                problems.append(str(stats["errors"]))
-            max_commands = stats["max_commands_per_read"]
-            assert isinstance(max_commands, int)
-            pipelined.append(max_commands > 1)
-            bare = stats["bare_lf"]
-            assert isinstance(bare, int)
-            bare_lf += bare
-    if fewest < job.count:
-        row.note = f"time-capped: {fewest} of {job.count} messages in {budget:g} s"
+    if case.sink_port is not None:
+        sink_reset(case.sink_port)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    try:
+        sent = CLIENTS[client](dataclasses.replace(job, deadline=time.monotonic() + budget))
+    except NotApplicable as reason:
+        row.note = f"n/a: {reason}"
+        tally.stopped = True
+        return
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    amount = sent if case.unit == "msg/s" else sent * size / MIB
+    row.rates.append(amount / elapsed)
+    row.cpu_per_message.append(cpu / sent)
+    tally.fewest = min(tally.fewest, sent)
+    if case.sink_port is not None:
+        stats = sink_stats(case.sink_port)
+        digests = stats["digests"]
+        assert isinstance(digests, dict)
+        if stats["messages"] != sent:
+            tally.problems.append(f"{stats['messages']} of {sent} messages arrived")
+        elif client == "smtp-source (C)":
+            pass  # it writes content of its own: only the count can be checked
+        elif digests != {case.expected_digest: sent}:
+            tally.problems.append("content differs")
+        if stats["errors"]:
+            tally.problems.append(str(stats["errors"]))
+        max_commands = stats["max_commands_per_read"]
+        assert isinstance(max_commands, int)
+        tally.pipelined.append(max_commands > 1)
+        bare = stats["bare_lf"]
+        assert isinstance(bare, int)
+        tally.bare_lf += bare
+
+
+def finish(tally: Tally, budget: float, log: Callable[[str], None]) -> Row:
+    """The row of *tally*'s client, once its runs are over."""
+    case, client, row = tally.case, tally.client, tally.row
+    if not row.rates:
+        return row  # not applicable, or failed at its first run: the note says which
+    if tally.fewest < case.job.count:
+        row.note = f"time-capped: {tally.fewest} of {case.job.count} messages in {budget:g} s"
     if case.sink_port is None:
         row.validated = "not checked"
     else:
+        problems = tally.problems
         row.validated = "; ".join(sorted(set(problems))) if problems else "ok"
         if not problems and client == "smtp-source (C)":
             row.validated = "count ok (its own content)"
-        if bare_lf:
-            row.validated += f" ({bare_lf // repeats} bare LF sent)"
-        row.pipelined = "yes" if all(pipelined) else "no"
+        if tally.bare_lf:
+            row.validated += f" ({tally.bare_lf // len(row.rates)} bare LF sent)"
+        row.pipelined = "yes" if all(tally.pipelined) else "no"
     log(
         f"  {case.workload:<4} {case.server:<16} {client:<22} "
         f"{row.rate:10.1f} {case.unit}  {row.validated} {row.note}"
@@ -275,15 +293,33 @@ def run_cases(
     # smtplib's rate per workload and server: a variant case has no smtplib run of its own.
     baselines: dict[tuple[str, str], float | None] = {}
     for case in cases:
-        case_rows = []
-        for client in case.clients:
-            try:
-                case_rows.append(measure(case, client, repeats, budget, log))
-            except Exception as exc:  # a failing client is a result too
-                row = Row(case.workload, case.server, client + case.variant, case.unit)
-                row.note = f"failed: {type(exc).__name__}: {str(exc)[:120]}"
-                log(f"  {case.workload:<4} {case.server:<16} {client:<22} {row.note}")
-                case_rows.append(row)
+        tallies = [
+            Tally(
+                case,
+                client,
+                Row(case.workload, case.server, client + case.variant, case.unit),
+                fewest=case.job.count,
+            )
+            for client in case.clients
+        ]
+        # The clients take turns, one run each per round, rather than each running all its
+        # repeats in a row: on a shared machine whose speed drifts, every client's median
+        # then comes from the same stretches of time, and the ratios between them hold.
+        for _ in range(repeats):
+            for tally in tallies:
+                if tally.stopped:
+                    continue
+                try:
+                    run_once(tally, budget)
+                except Exception as exc:  # a failing client is a result too
+                    tally.row.note = f"failed: {type(exc).__name__}: {str(exc)[:120]}"
+                    tally.row.rates.clear()
+                    tally.stopped = True
+                    log(
+                        f"  {case.workload:<4} {case.server:<16} {tally.client:<22} "
+                        f"{tally.row.note}"
+                    )
+        case_rows = [finish(tally, budget, log) for tally in tallies]
         key = (case.workload, case.server)
         for row in case_rows:
             if row.client == "smtplib":
@@ -629,7 +665,10 @@ def main() -> None:
             f"Postfix (smtp-sink, smtp-source) {_postfix_version()}"
         ),
         f"- machine: {_machine()}",
-        f"- medians of {repeats} runs; the benchmark took {elapsed:.0f} s",
+        (
+            f"- medians of {repeats} runs, the clients of each workload taking turns; "
+            f"the benchmark took {elapsed:.0f} s"
+        ),
         (
             f"- sizes: (a) {scale.messages} messages of 1 KiB, 1 recipient; "
             f"(b) {scale.multi_messages} messages with 20 recipients; "

@@ -24,6 +24,8 @@ from smtp_proto.transports.sync import SMTP, Client
 # The benchmark is a folder of the repository, not part of the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import harness
+from bench.clients import CLIENTS, Job, NotApplicable
 from bench.engine import engine_cpu_per_message
 from bench.proxy import DelayProxy
 from bench.sink import SinkServer, canonical_digest
@@ -171,3 +173,46 @@ def test_proxy_delays_each_direction(loop: Loop, sink: tuple[SinkServer, int]) -
 def test_the_engine_benchmark_sends_every_message(chunking: bool) -> None:
     # It raises unless every message, in batches and a partial last batch, is accepted.
     assert engine_cpu_per_message(73, chunking=chunking, recipient_count=3) > 0
+
+
+def test_clients_of_a_workload_take_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each client runs once per round, so that every median comes from the same stretches
+    # of time; a client that cannot run the case drops out, and one that fails is reported.
+    calls: list[str] = []
+
+    def client(name: str, sent: int) -> object:
+        def run(job: Job) -> int:
+            calls.append(name)
+            if name == "n/a":
+                raise NotApplicable("not this case")
+            if name == "breaks" and calls.count(name) == 2:
+                raise RuntimeError("lost the connection")
+            return sent
+
+        return run
+
+    fakes = {"smtplib": 10, "ours": 10, "n/a": 10, "breaks": 10}
+    for name, sent in fakes.items():
+        monkeypatch.setitem(CLIENTS, name, client(name, sent))
+    case = harness.Case(
+        workload="a",
+        server="sink",
+        port=0,
+        sink_port=None,
+        job=Job(port=0, count=10, to=["r@example.com"], body=b"x\r\n"),
+        unit="msg/s",
+        expected_digest="",
+        clients=tuple(fakes),
+    )
+    rows = harness.run_cases([case], repeats=3, budget=5.0, log=lambda _: None)
+    rounds = [["smtplib", "ours", "n/a", "breaks"], ["smtplib", "ours", "breaks"]]
+    assert calls == [*rounds[0], *rounds[1], "smtplib", "ours"]
+    by_client = {row.client: row for row in rows}
+    assert len(by_client["smtplib"].rates) == len(by_client["ours"].rates) == 3
+    assert by_client["smtplib"].ratio == 1.0
+    assert by_client["ours"].ratio is not None
+    assert by_client["n/a"].note == "n/a: not this case"
+    assert by_client["n/a"].rate is None
+    assert by_client["breaks"].note == "failed: RuntimeError: lost the connection"
+    assert by_client["breaks"].rate is None
+    assert by_client["smtplib"].validated == "not checked"
