@@ -291,6 +291,7 @@ def send_transactions(
     the outcome ``FAILED``: nothing of them was sent.
     """
     waiting = deque(transactions)
+    max_in_flight = conn.limits.max_commands_in_flight
     started: deque[MailTransaction] = deque()
     ended: list[MailTransaction] = []  # since the last read
     fresh = True
@@ -300,8 +301,8 @@ def send_transactions(
         while (
             waiting
             and conn.can_start_transaction
-            and conn.limits.max_commands_in_flight - conn.commands_in_flight
-            >= min(waiting[0]._envelope_commands, conn.limits.max_commands_in_flight)
+            and max_in_flight - conn.commands_in_flight
+            >= min(waiting[0]._envelope_commands, max_in_flight)
         ):
             transaction = waiting.popleft()
             transaction._start(session_ready=True)
@@ -316,7 +317,7 @@ def send_transactions(
                 # message of one piece ends with it and travels with the next envelope.
                 yield from _flush(conn)
             continue
-        while started and started[0].done:
+        while started and started[0]._outcome is not None:  # done, without a call
             ended.append(started.popleft())
         if not started:
             if not waiting or conn.state in ENDED_STATES:

@@ -218,6 +218,13 @@ def _poisons(
 _VARIABLE_ARGUMENTS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 
+def _unguarded(
+    method: Callable[[ClientConnection], _Result],
+) -> Callable[[ClientConnection], _Result]:
+    # The method _poisons wrapped, for a caller that is itself guarded.
+    return cast("Callable[[ClientConnection], _Result]", inspect.unwrap(method))
+
+
 # Methods after which a poisoned connection re-raises the kind of error that poisoned it;
 # every other method raises LocalProtocolError, since calling it was the caller's mistake.
 _RECEIVING = frozenset({"receive_data", "next_event"})
@@ -420,6 +427,10 @@ class ClientConnection:
             if event is not None:
                 return event
 
+    # next_event without its guard, for _take_replies, which runs under a guard of its own
+    # and asks for an event once per reply.
+    _next_event = _unguarded(next_event)
+
     @_poisons
     def _take_replies(self) -> None:
         # For send_transactions, which reads no event: take in every complete reply
@@ -432,13 +443,13 @@ class ClientConnection:
         reader = self._reader
         while self._state not in _REPLIES_NOT_TAKEN:
             if self._lmtp or not pending or pending[0][0] is not Command.RCPT:
-                if self.next_event() is NEED_DATA:
+                if self._next_event() is NEED_DATA:
                     return
                 continue
             reply = reader.next_reply()
             if reply is None:
                 # next_event says whether the stream ended, and ends the session if so.
-                self.next_event()
+                self._next_event()
                 return
             code = reply.code
             transaction = pending[0][2]
@@ -827,7 +838,7 @@ class ClientConnection:
         self._push(Command.MAIL, sender, line, new_state)
         if owner is not None:
             open_owners = self._open_owners
-            while open_owners and open_owners[0].done:
+            while open_owners and open_owners[0]._outcome is not None:  # done, without a call
                 open_owners.popleft()
             open_owners.append(owner)
 
@@ -927,10 +938,13 @@ class ClientConnection:
         self._pending.append((command, argument, transaction))
         if command is Command.AUTH and b" " in line[5:]:
             # Keep the verb and the mechanism's name, hide the initial response.
-            self._write(line, line[: line.index(b" ", 5)].decode("ascii") + " [redacted]")
-        else:
-            self._write(line, log)
-        self._set_state(new_state)
+            log = line[: line.index(b" ", 5)].decode("ascii") + " [redacted]"
+        # _write and _set_state, written out: this runs for nearly every command.
+        self._outbox.append(line)
+        self._outbox_log.append(log)
+        self._state = new_state
+        if new_state not in TRANSACTION_STATES:
+            self._transaction = None
 
     def _write(self, data: bytes, log: str | None = None) -> None:
         # *log* None: the line is its own log entry (see data_to_send_and_log).

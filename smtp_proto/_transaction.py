@@ -597,7 +597,7 @@ class MailTransaction:
             self._reset_if_needed()
             self._finish(MessageOutcome.REJECTED)
             return
-        if self._connection.lmtp and self._accepted_count:
+        if self._connection._lmtp and self._accepted_count:
             accepted_indexes = [
                 i for i, r in enumerate(self._recipient_replies) if r is not None and r.is_positive
             ]
