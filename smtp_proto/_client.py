@@ -38,6 +38,7 @@ from ._events import (
     Reply,
     ServiceClosing,
     StartTlsReady,
+    fast_constructor,
 )
 from ._sasl import Mechanism
 from ._state import ENDED_STATES
@@ -100,6 +101,11 @@ class Read:
     #: one, so a server trickling bytes cannot stretch the wait (RFC 5321 section
     #: 4.5.3.2 times the whole reply, not each read).
     fresh: bool = True
+
+
+# The requests a batch makes once per round trip, made without their dataclass __init__.
+_new_write = fast_constructor(Write)
+_new_read = fast_constructor(Read)
 
 
 @final
@@ -337,7 +343,7 @@ def send_transactions(
             for transaction in ended:
                 transaction.result  # noqa: B018 - made and kept
             ended.clear()
-            received = yield Read(conn.timeout, fresh)
+            received = yield _new_read(conn.timeout, fresh)
             conn.receive_data(received or b"")
             fresh = False
             continue
@@ -356,7 +362,7 @@ def _flush(conn: ClientConnection) -> Generator[IORequest, bytes | None, None]:
     # Write whatever the engine has to send.
     data = conn.data_to_send()
     if data:
-        yield Write(data)
+        yield _new_write(data)
 
 
 def _receive(conn: ClientConnection, fresh: bool) -> Generator[IORequest, bytes | None, None]:

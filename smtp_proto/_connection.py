@@ -823,13 +823,16 @@ class ClientConnection:
         sender: str,
         parameters: Mapping[str, str | None],
         line: bytes | None = None,
+        utf8: bool | None = None,
     ) -> None:
-        # *line* is the MAIL line when the caller has formatted (and so checked) it already.
+        # *line* is the MAIL line when the caller has formatted (and so checked) it already,
+        # and *utf8* whether *parameters* hold SMTPUTF8, when the caller knows.
         if self._require_tls and not self._tls_active:
             raise LocalProtocolError("TLS is required before a mail transaction can start")
         if line is None:
             line = format_mail(sender, parameters, max_line_length=self._line_limit(parameters))
-        utf8 = any(keyword.upper() == "SMTPUTF8" for keyword in parameters)
+        if utf8 is None:
+            utf8 = any(keyword.upper() == "SMTPUTF8" for keyword in parameters)
         if not sender.isascii() and not utf8:
             raise ValueError(_NEEDS_SMTPUTF8)
         new_state = self._check_send(Command.MAIL)

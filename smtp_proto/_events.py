@@ -46,7 +46,7 @@ _Value = TypeVar("_Value")
 
 
 def fast_constructor(cls: type[_Value]) -> Callable[..., _Value]:
-    """A constructor of *cls*, a frozen slotted dataclass of one to three fields without
+    """A constructor of *cls*, a frozen slotted dataclass of one to four fields without
     ``__post_init__``, taking its fields positionally in their order: for the engine's own
     values, made many times per message, whose fields it knows to be right.
 
@@ -57,7 +57,7 @@ def fast_constructor(cls: type[_Value]) -> Callable[..., _Value]:
     """
     if "__post_init__" in vars(cls) or not getattr(cls, "__slots__", None):
         raise TypeError(f"{cls.__name__} cannot be made without its __init__")
-    # The engine's values have one to three fields; each count gets a constructor of its
+    # The engine's values have one to four fields; each count gets a constructor of its
     # own, since a loop over the fields would cost what this saves.
     names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
     setters = tuple(getattr(cls, name).__set__ for name in names)
@@ -92,7 +92,19 @@ def fast_constructor(cls: type[_Value]) -> Callable[..., _Value]:
             return value
 
         return make_three
-    raise TypeError(f"{cls.__name__} has {len(setters)} fields; up to 3 are supported")
+    if len(setters) == 4:
+        set_first, set_second, set_third, set_fourth = setters
+
+        def make_four(first: Any, second: Any, third: Any, fourth: Any) -> _Value:
+            value = new(cls)
+            set_first(value, first)
+            set_second(value, second)
+            set_third(value, third)
+            set_fourth(value, fourth)
+            return value
+
+        return make_four
+    raise TypeError(f"{cls.__name__} has {len(setters)} fields; up to 4 are supported")
 
 
 @final

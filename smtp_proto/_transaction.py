@@ -176,6 +176,10 @@ class TransactionResult:
         return tuple(r for r in self.recipients if r.delivered)
 
 
+# Made once per message: (outcome, sender_reply, recipients, message_reply).
+_new_transaction_result = fast_constructor(TransactionResult)
+
+
 def _is_email_message(body: object) -> TypeGuard[Message]:
     # email.message is imported only by programs that build messages; checking through
     # sys.modules keeps the engine from importing the email package (and socket with it).
@@ -333,6 +337,9 @@ class MailTransaction:
         self._features = features
         self._wire_sender = wire_sender
         self._mail_parameters = parameters
+        # mail_parameters writes SMTPUTF8 itself, in capitals, and refuses it among the
+        # caller's own parameters, so looking it up says whether MAIL carries it.
+        self._utf8 = "SMTPUTF8" in parameters
         self._mail_line = mail_line
         self._pipeline_content_up_to = pipeline_content_up_to
         # MAIL, each RCPT, and DATA or the first BDAT.
@@ -383,7 +390,7 @@ class MailTransaction:
             )
         self._started = True
         connection._begin_transaction(
-            self, self._wire_sender, self._mail_parameters, self._mail_line
+            self, self._wire_sender, self._mail_parameters, self._mail_line, self._utf8
         )
         if self._pipelining:
             self._send_envelope()
@@ -413,11 +420,11 @@ class MailTransaction:
         if self._outcome is None:
             raise LocalProtocolError("the transaction is not finished yet")
         # Made once: nothing changes after the outcome (see _on_event).
-        self._result = TransactionResult(
-            outcome=self._outcome,
-            sender_reply=self._sender_reply,
+        self._result = _new_transaction_result(
+            self._outcome,
+            self._sender_reply,
             # The three lists were made as long as each other, one entry per recipient.
-            recipients=tuple(
+            tuple(
                 map(
                     _new_recipient_result,
                     self._addresses,
@@ -425,7 +432,7 @@ class MailTransaction:
                     self._message_replies,
                 )
             ),
-            message_reply=self._message_reply,
+            self._message_reply,
         )
         return self._result
 
