@@ -863,14 +863,18 @@ class ClientConnection:
             len(recipients), start + self._limits.max_commands_in_flight - len(self._pending)
         )
         sending = recipients[start:stop]
-        self._check_rcpt_encoding(sending)
         rcpt = Command.RCPT
         transaction = self._transaction
+        # _check_rcpt_encoding, written out.
+        if transaction is not None and not transaction.utf8 and not "".join(sending).isascii():
+            raise ValueError(_NEEDS_SMTPUTF8)
         self._pending.extend(zip(repeat(rcpt), sending, repeat(transaction)))
         self._outbox += lines[start:stop]
         # None: each line is its own log entry (see data_to_send_and_log).
         self._outbox_log += [None] * len(sending)
-        self._set_state(SEND_TRANSITIONS[self._state][rcpt])
+        # The state after RCPT takes RCPT again, so it is one within the transaction, which
+        # _set_state would keep.
+        self._state = SEND_TRANSITIONS[self._state][rcpt]
         return stop
 
     def _check_rcpt_encoding(self, recipients: Iterable[str]) -> None:

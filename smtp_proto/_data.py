@@ -67,7 +67,8 @@ class LineEndingNormalizer:
         """
         if self._ended:
             raise ValueError(_ENDED_MESSAGE)
-        data = _as_bytes(chunk)
+        # Exact bytes, nearly always, go without the call.
+        data = chunk if type(chunk) is bytes else _as_bytes(chunk)
         # Checked before anything changes, so the caller may fix the content and carry on.
         if b"\x00" in data:
             raise ValueError("message content must not contain NUL (0x00)")

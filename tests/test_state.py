@@ -27,6 +27,7 @@ from smtp_proto._state import (
     REPLY_TRANSITIONS,
     SEND_TRANSITIONS,
     TIMEOUT_FIELD,
+    TRANSACTION_STATES,
     TRANSITIONS_BY_DIGIT,
     ReplyClass,
 )
@@ -305,6 +306,8 @@ def test_a_rcpt_leads_where_more_rcpts_may_follow_and_stay() -> None:
             after = commands[Command.RCPT]
             assert SEND_TRANSITIONS[after][Command.RCPT] is after, state
             assert Command.RCPT not in GROUP_ENDERS
+            # Within the transaction, so setting it keeps the transaction's bookkeeping.
+            assert after in TRANSACTION_STATES, state
 
 
 @pytest.mark.parametrize("command", list(Command))
