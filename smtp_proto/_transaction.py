@@ -191,6 +191,51 @@ class MailTransaction:
     """Send one message. Made by :meth:`ClientConnection.send_message`, which documents the
     arguments; see the module documentation for how a transport drives it."""
 
+    # Slots, not an instance dict: a transaction keeps some forty fields, more than an
+    # instance dict shares keys for, and is made and read for every message.
+    __slots__ = (
+        "_accepted_count",
+        "_addresses",
+        "_binary",
+        "_body_type",
+        "_chunk_size",
+        "_chunks_accepted",
+        "_chunks_sent",
+        "_connection",
+        "_content_ended",
+        "_content_started",
+        "_data",
+        "_data_sent",
+        "_envelope_commands",
+        "_envelope_pending",
+        "_features",
+        "_held_chunk",
+        "_lmtp_replies",
+        "_mail_line",
+        "_mail_parameters",
+        "_mail_refused",
+        "_message_replies",
+        "_message_reply",
+        "_normalizer",
+        "_offset",
+        "_outcome",
+        "_pipeline_content_up_to",
+        "_pipelining",
+        "_rcpt_answered",
+        "_rcpt_lines",
+        "_rcpt_sent",
+        "_recipient_replies",
+        "_recipients",
+        "_result",
+        "_sender_reply",
+        "_source",
+        "_started",
+        "_use_bdat",
+        "_utf8",
+        "_wire_recipients",
+        "_wire_sender",
+    )
+
     def __init__(
         self,
         connection: ClientConnection,

@@ -705,3 +705,17 @@ def test_whole_transactions_pipelined_in_one_write() -> None:
     assert [tx.result.outcome for tx in transactions] == [MessageOutcome.ACCEPTED] * 3
     assert all(len(tx.result.refused_recipients) == 1 for tx in transactions)
     assert server.messages == [b"message 0\r\n", b"message 1\r\n", b"message 2\r\n"]
+
+
+@pytest.mark.parametrize("keywords", [DATA_ONLY, NO_PIPELINING])
+def test_a_transaction_keeps_its_fields_in_slots(keywords: tuple[str, ...]) -> None:
+    # Some forty fields, more than an instance dict shares keys for: slots keep making and
+    # reading one cheap. Every field the transaction sets must be among them, whatever
+    # course it takes (here a streamed body, a refused recipient, and the end).
+    server = FakeServer(keywords=keywords)
+    server.rcpt = refuse("c@example.org")
+    tx, _, _ = send(server, "a@example.org", ["b@example.org", "c@example.org"], [b"hi\r\n"])
+    assert not hasattr(tx, "__dict__")
+    assert tx.result.outcome is MessageOutcome.ACCEPTED
+    with pytest.raises(AttributeError):
+        tx.unknown = 1  # type: ignore[attr-defined]
