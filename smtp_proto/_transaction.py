@@ -254,7 +254,8 @@ class MailTransaction:
         pipeline_content_up_to: int = 0,
         start: bool = True,
     ) -> None:
-        features = connection.features
+        # The connection's own fields, not its properties: this runs for every message.
+        features = connection._features
         if features is None:
             raise LocalProtocolError("send EHLO (or LHLO) before a mail transaction")
         if start and not connection.can_start_transaction:
@@ -314,7 +315,7 @@ class MailTransaction:
         # -- the envelope, checked whole before anything is sent --
         wire_sender, sender_needs_utf8 = encode_address(sender, smtputf8_offered=features.smtputf8)
         needs_utf8 = sender_needs_utf8 or bool(smtputf8)
-        limit = connection.limits.max_command_line_length
+        limit = connection._limits.max_command_line_length
         # Most recipients are plain addresses, which go on the wire as they are and need
         # nothing: such a list is checked and formatted at once.
         plain_lines = format_plain_rcpts(self._recipients, max_line_length=limit)
@@ -332,7 +333,7 @@ class MailTransaction:
                 needs_utf8 = needs_utf8 or recipient_needs_utf8
         parameters = mail_parameters(
             features,
-            tls_active=connection.tls_active,
+            tls_active=connection._tls_active,
             size=size,
             body=body_type,
             smtputf8=needs_utf8,
@@ -350,7 +351,7 @@ class MailTransaction:
         self._wire_recipients = wire_recipients
         self._rcpt_lines = rcpt_lines
         self._use_bdat = use_bdat
-        self._pipelining = connection.pipelining
+        self._pipelining = connection._pipelining
 
         # -- the course of the transaction --
         self._sender_reply: Reply | None = None
@@ -426,7 +427,7 @@ class MailTransaction:
         connection = self._connection
         if self._started or self._outcome is not None:
             raise LocalProtocolError("the transaction was started already")
-        if connection.features is not self._features:
+        if connection._features is not self._features:
             # A new EHLO (after STARTTLS, say) may have taken away what the checks relied on.
             raise LocalProtocolError("the server's features changed since the message was checked")
         if not session_ready:
