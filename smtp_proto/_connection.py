@@ -863,11 +863,9 @@ class ClientConnection:
             len(recipients), start + self._limits.max_commands_in_flight - len(self._pending)
         )
         sending = recipients[start:stop]
+        self._check_rcpt_encoding(sending)
         rcpt = Command.RCPT
         transaction = self._transaction
-        # _check_rcpt_encoding, written out.
-        if transaction is not None and not transaction.utf8 and not "".join(sending).isascii():
-            raise ValueError(_NEEDS_SMTPUTF8)
         self._pending.extend(zip(repeat(rcpt), sending, repeat(transaction)))
         self._outbox += lines[start:stop]
         # None: each line is its own log entry (see data_to_send_and_log).

@@ -223,12 +223,17 @@ def test_nul_at_start_is_refused_before_anything_is_produced() -> None:
     assert writer.feed(b".a") == b"..a"
 
 
+class _BytesSubclass(bytes):
+    """Bytes by inheritance, not exactly: taken the way bytes are."""
+
+
 @pytest.mark.parametrize(
     "chunk",
     [
         pytest.param(bytearray(b".a\nb\r"), id="bytearray"),
         pytest.param(memoryview(b".a\nb\r"), id="memoryview"),
         pytest.param(memoryview(b"xx.a\nb\rxx")[2:-2], id="memoryview-slice"),
+        pytest.param(_BytesSubclass(b".a\nb\r"), id="bytes-subclass"),
     ],
 )
 def test_bytes_like_input_is_accepted(chunk: Chunk) -> None:
