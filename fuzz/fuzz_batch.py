@@ -38,9 +38,10 @@ server that answers what it receives.)
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+
+from _fuzzing import fuzz
 
 from smtp_proto import (
     NEED_DATA,
@@ -284,13 +285,5 @@ def check(data: bytes) -> None:
         assert play(batch, bytewise=bytewise, short_way=False) == end
 
 
-def main() -> None:  # pragma: no cover - needs atheris
-    import atheris  # noqa: PLC0415 - only the fuzzing run needs it
-
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, check)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    fuzz(check)

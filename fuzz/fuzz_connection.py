@@ -39,10 +39,11 @@ fuzzing goes on past them; fuzz/README.md describes each.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NoReturn
+
+from _fuzzing import fuzz
 
 from smtp_proto import (
     NEED_DATA,
@@ -619,13 +620,5 @@ def check(data: bytes) -> None:
         assert _canonical(bytewise) == _canonical(whole)
 
 
-def main() -> None:  # pragma: no cover - needs atheris
-    import atheris  # noqa: PLC0415 - only the fuzzing run needs it
-
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, check)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    fuzz(check)

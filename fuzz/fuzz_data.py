@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import itertools
 import re
-import sys
 from collections.abc import Callable
+
+from _fuzzing import fuzz
 
 from smtp_proto import (
     NEED_DATA,
@@ -291,13 +292,5 @@ def check(data: bytes) -> None:
         check_transaction(options, content)
 
 
-def main() -> None:  # pragma: no cover - needs atheris
-    import atheris  # noqa: PLC0415 - only the fuzzing run needs it
-
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, check)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    fuzz(check)

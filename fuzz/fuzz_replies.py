@@ -14,7 +14,8 @@ Invariants checked on every input:
 from __future__ import annotations
 
 import itertools
-import sys
+
+from _fuzzing import fuzz
 
 from smtp_proto import Limits, RemoteProtocolError, Reply
 from smtp_proto._replies import ReplyReader
@@ -52,14 +53,5 @@ def check(data: bytes) -> None:
     assert data.startswith(consumed)
 
 
-def main() -> None:  # pragma: no cover - needs atheris
-    import atheris  # noqa: PLC0415 - only the fuzzing run needs it
-
-    # Coverage feedback needs the engine's bytecode instrumented; it is already imported.
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, check)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    fuzz(check)
