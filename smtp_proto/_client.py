@@ -268,6 +268,8 @@ def send_transaction(
             continue
         event = conn.next_event()
         if event is NEED_DATA:
+            yield from _flush(conn)
+            transaction._prepare_content()  # while the server works (see send_transactions)
             yield from _receive(conn, fresh)
             fresh = False
         else:
@@ -343,6 +345,9 @@ def send_transactions(
             for transaction in ended:
                 transaction.result  # noqa: B018 - made and kept
             ended.clear()
+            # So is the content of a message whose DATA awaits its 354.
+            if started:
+                started[-1]._prepare_content()
             received = yield _new_read(conn.timeout, fresh)
             conn.receive_data(received or b"")
             fresh = False

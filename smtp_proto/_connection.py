@@ -564,6 +564,18 @@ class ClientConnection:
         self._push(Command.END_OF_DATA, "", writer.end(), new_state, log=".")
 
     @_poisons
+    def _send_prepared_data(self, content: bytes, end: bytes) -> None:
+        # send_data and end_data at once, for content a transaction has already put in its
+        # wire form with a DataWriter of its own (MailTransaction._prepare_content).
+        if self._data_writer is None:
+            raise LocalProtocolError(f"no message content can be sent in state {self._state.name}")
+        new_state = self._check_send(Command.END_OF_DATA)
+        self._data_writer = None
+        if content:
+            self._write(content, f"[{len(content)} octets of message content]")
+        self._push(Command.END_OF_DATA, "", end, new_state, log=".")
+
+    @_poisons
     def bdat(self, chunk: bytes | bytearray | memoryview, *, last: bool = False) -> None:
         """Send one BDAT chunk (RFC 3030): exactly these octets, without dot-stuffing or
         line-end changes. The chunk marked *last* ends the message. Chunks may be pipelined;

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeGuard, cast, final
 
 from ._commands import format_mail, format_plain_rcpts, format_rcpt
-from ._data import LineEndingNormalizer
+from ._data import DataWriter, LineEndingNormalizer
 from ._envelope import (
     Body,
     detect_body,
@@ -232,6 +232,7 @@ class MailTransaction:
         "_started",
         "_use_bdat",
         "_utf8",
+        "_wire_content",
         "_wire_recipients",
         "_wire_sender",
     )
@@ -375,6 +376,8 @@ class MailTransaction:
         self._normalizer = None if self._binary or not use_bdat else LineEndingNormalizer()
         self._data = data
         self._offset = 0
+        # The content and its end in wire form, made while DATA's 354 was awaited.
+        self._wire_content: tuple[bytes, bytes] | None = None
         # With PIPELINING, until every RCPT (and DATA, unless BDAT follows) is sent.
         self._envelope_pending = self._pipelining
         self._data_sent = False  # DATA pipelined after the RCPTs
@@ -497,6 +500,14 @@ class MailTransaction:
 
     def pull_body(self) -> None:
         """Send the next piece of the content given to the transaction (or end it)."""
+        prepared = self._wire_content
+        if prepared is not None and self._content_started:
+            # Made by _prepare_content from the same octets, as feed_body would make them.
+            self._wire_content = None
+            self._offset = len(cast(bytes, self._data))
+            self._content_ended = True
+            self._connection._send_prepared_data(*prepared)
+            return
         if self._data is not None:
             piece = self._data[self._offset : self._offset + self._chunk_size]
             self._offset += len(piece)
@@ -535,6 +546,30 @@ class MailTransaction:
             self._connection.bdat(self._held_chunk)
             self._chunks_sent += 1
         self._held_chunk = normalized
+
+    def _prepare_content(self) -> None:
+        # DATA is on its way and its 354 awaited: content in one piece is put in its wire
+        # form now, while the server works, rather than after the reply, when the server
+        # would wait for it. Only the work moves: what is sent, and when, is as pull_body
+        # would send it.
+        # Content the writer refuses, or that would poison the connection (8-bit for a
+        # 7-bit server), is left to the ordinary path to refuse when it is sent.
+        data = self._data
+        if (
+            data is None
+            or not self._data_sent
+            or self._content_started
+            or self._wire_content is not None
+            or len(data) > self._chunk_size
+            or (self._body_type is Body.SEVEN_BIT and not data.isascii())
+        ):
+            return
+        writer = DataWriter()
+        try:
+            content = writer.feed(data)
+        except ValueError:
+            return
+        self._wire_content = (content, writer.end())
 
     def end_body(self) -> None:
         """End the message content."""
@@ -737,6 +772,7 @@ class MailTransaction:
         self._outcome = outcome
         self._data = None
         self._source = None
+        self._wire_content = None
 
 
 def _address(recipient: str | Recipient) -> str:

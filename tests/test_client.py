@@ -726,6 +726,35 @@ def test_a_batch_makes_each_result_once_while_the_server_works(
     assert all(r is t.result for r, t in zip(results, transactions, strict=True))
 
 
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_content_awaiting_its_354_is_made_ready_while_the_server_works(one_by_one: bool) -> None:
+    # Before each read that may bring a message's 354, its content is already in wire form
+    # (the work done while the server works, not while it waits), and goes out unchanged.
+    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 3)
+    transactions = [
+        conn.send_message("a@example.org", [f"b{i}@example.org"], body, start=False)
+        for i, body in enumerate(bodies)
+    ]
+    ready_at_reads = []
+
+    def on_read() -> None:
+        for t in transactions:
+            if t._data_sent and not t._content_started:
+                ready_at_reads.append(t._wire_content is not None)
+
+    runner.on_read = on_read
+    if one_by_one:
+        for t in transactions:
+            t.start()
+            assert isinstance(runner.run(send_transaction(conn, t)), TransactionResult)
+    else:
+        runner.run(send_transactions(conn, transactions))
+    assert ready_at_reads == [True] * 3
+    assert [t.result.outcome for t in transactions] == [MessageOutcome.ACCEPTED] * 3
+    assert server.messages == [b"message %d\r\n.dot\r\n" % i for i in range(3)]
+    assert all(t._wire_content is None for t in transactions)
+
+
 @pytest.mark.parametrize(
     ("keywords", "lmtp", "pipeline_content_up_to", "content"),
     [

@@ -9,9 +9,12 @@ from collections.abc import Callable
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from peer import FakeServer, connect, pump
 
 from smtp_proto import (
+    NEED_DATA,
     Body,
     ClientConnection,
     Event,
@@ -719,3 +722,151 @@ def test_a_transaction_keeps_its_fields_in_slots(keywords: tuple[str, ...]) -> N
     assert tx.result.outcome is MessageOutcome.ACCEPTED
     with pytest.raises(AttributeError):
         tx.unknown = 1  # type: ignore[attr-defined]
+
+
+# -- content put in wire form while DATA's 354 is awaited ----------------------------------
+
+
+def _awaiting_354(
+    server: FakeServer, body: object, **kwargs: object
+) -> tuple[MailTransaction, ClientConnection, bytes]:
+    # A transaction whose envelope and DATA have gone; returns the server's replies, not
+    # yet given to the connection.
+    conn, _ = connect(server)
+    tx = conn.send_message("a@example.org", ["b@example.org"], body, **kwargs)  # type: ignore[arg-type]
+    replies = server.receive(conn.data_to_send())
+    return tx, conn, replies
+
+
+def _content_sent(
+    content: bytes, chunk_size: int, *, early: bool
+) -> tuple[list[tuple[bytes, tuple[str, ...]]], str | None]:
+    # What the content goes out as (each pull_body's octets and log entries), with or
+    # without the transaction having made it ready before the 354 came.
+    tx, conn, replies = _awaiting_354(
+        FakeServer(keywords=DATA_ONLY), content, chunk_size=chunk_size
+    )
+    if early:
+        tx._prepare_content()
+        made = tx._wire_content is not None
+        assert made == (len(content) <= chunk_size and b"\x00" not in content)
+    conn.receive_data(replies)
+    while conn.next_event() is not NEED_DATA:
+        pass
+    sent = []
+    try:
+        for _ in range(len(content) + 2):  # bounded: a piece a call, then the end
+            if not tx.body_wanted:
+                break
+            tx.pull_body()
+            sent.append(conn.data_to_send_and_log())
+    except ValueError as exc:
+        return sent, str(exc)
+    assert not tx.body_wanted
+    return sent, None
+
+
+@example(content=b"", chunk_size=1)
+@example(content=b".\n.\r\n\r.x\r", chunk_size=64)
+@example(content=b"a\x00b", chunk_size=64)
+@example(content=b"a\nb\n", chunk_size=2)
+@settings(max_examples=300, deadline=None)
+@given(
+    content=st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"ab", b"\x00"])).map(b"".join),
+    chunk_size=st.integers(1, 40),
+)
+def test_content_made_ready_early_goes_out_as_it_would_have(
+    content: bytes, chunk_size: int
+) -> None:
+    # The same octets, log entries and refusals, whether or not the work was done while
+    # the 354 was awaited.
+    assert _content_sent(content, chunk_size, early=True) == _content_sent(
+        content, chunk_size, early=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("keywords", "body", "kwargs"),
+    [
+        (DATA_ONLY, [b"streamed\r\n"], {}),  # not in hand
+        (DATA_ONLY, b"x" * 11, {"chunk_size": 10}),  # more than one piece
+        (("8BITMIME",), b"not pipelined\r\n", {}),  # DATA not sent yet
+        (("PIPELINING", "CHUNKING"), b"chunked\r\n", {}),  # no DATA at all
+    ],
+)
+def test_content_is_made_ready_early_only_when_whole_and_awaiting_its_354(
+    keywords: tuple[str, ...], body: object, kwargs: dict[str, object]
+) -> None:
+    tx, _, _ = _awaiting_354(FakeServer(keywords=keywords), body, **kwargs)
+    tx._prepare_content()
+    assert tx._wire_content is None
+
+
+def test_content_made_ready_early_is_made_once_and_only_before_the_354() -> None:
+    tx, conn, replies = _awaiting_354(FakeServer(keywords=DATA_ONLY), b"hi\n")
+    tx._prepare_content()
+    made = tx._wire_content
+    assert made == (b"hi\r\n", b".\r\n")
+    tx._prepare_content()
+    assert tx._wire_content is made
+    conn.receive_data(replies)
+    while conn.next_event() is not NEED_DATA:
+        pass
+    assert tx.body_wanted
+    # The 354 came first here: nothing is made now, the content goes the ordinary way.
+    tx2, conn2, replies2 = _awaiting_354(FakeServer(keywords=DATA_ONLY), b"hi\n")
+    conn2.receive_data(replies2)
+    while conn2.next_event() is not NEED_DATA:
+        pass
+    tx2._prepare_content()
+    assert tx2._wire_content is None
+    tx.pull_body()
+    tx2.pull_body()
+    assert conn.data_to_send() == conn2.data_to_send() == b"hi\r\n.\r\n"
+
+
+def test_eight_bit_content_for_a_seven_bit_server_is_not_made_ready_early() -> None:
+    # Declared 7-bit but holding 8-bit octets: sending it would break a promise to the
+    # server, which the ordinary path stops, poisoning the connection, when it is sent.
+    tx, conn, replies = _awaiting_354(
+        FakeServer(keywords=("PIPELINING",)), b"caf\xc3\xa9\r\n", body_type=Body.SEVEN_BIT
+    )
+    tx._prepare_content()
+    assert tx._wire_content is None
+    conn.receive_data(replies)
+    while conn.next_event() is not NEED_DATA:
+        pass
+    with pytest.raises(LocalProtocolError, match=r"^8-bit content, but the server"):
+        tx.pull_body()
+    assert conn.state.name == "ERROR"
+
+
+def test_content_made_ready_early_is_dropped_when_the_message_ends_without_it() -> None:
+    server = FakeServer(keywords=DATA_ONLY, data=lambda: b"554 5.3.0 no thanks\r\n")
+    tx, conn, replies = _awaiting_354(server, b"hi\n")
+    tx._prepare_content()
+    assert tx._wire_content is not None
+    conn.receive_data(replies)
+    while conn.next_event() is not NEED_DATA:
+        pass
+    assert tx.result.outcome is MessageOutcome.REJECTED
+    assert tx._wire_content is None
+
+
+def test_content_made_ready_early_cannot_follow_content_ended_by_hand() -> None:
+    # The caller ended the content on the connection itself: the transaction's pull_body
+    # is refused as it would be without the early work.
+    messages = []
+    for early in (True, False):
+        tx, conn, replies = _awaiting_354(FakeServer(keywords=DATA_ONLY), b"hi\n")
+        if early:
+            tx._prepare_content()
+        conn.receive_data(replies)
+        while conn.next_event() is not NEED_DATA:
+            pass
+        conn.end_data()
+        with pytest.raises(LocalProtocolError) as info:
+            tx.pull_body()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("no message content can be sent in state")
