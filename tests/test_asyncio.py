@@ -45,9 +45,9 @@ from smtp_proto import (
 if TYPE_CHECKING:
     # mypy reads the repository, where the transports are the top-level `transports/` folder;
     # installed, they are smtp_proto.transports, through an import hook mypy cannot follow.
-    from transports.asyncio import Client, Pool
+    from transports.asyncio import Client, Pool, _Protocol
 else:
-    from smtp_proto.transports.asyncio import Client, Pool
+    from smtp_proto.transports.asyncio import Client, Pool, _Protocol
 
 # -- certificates ----------------------------------------------------------------------------
 
@@ -696,3 +696,31 @@ def test_under_uvloop() -> None:
         uvloop.run(main(server.port))
         [delivered] = server.handler.delivered
     assert delivered.tls
+
+
+def test_a_reply_that_comes_as_its_deadline_passes_is_taken() -> None:
+    # The deadline's timer and the reply are due at the same turn of the loop: whichever
+    # runs first, the bytes that came are returned, not a timeout.
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        protocol = _Protocol(loop, 1024)
+        reading = asyncio.ensure_future(protocol.receive(loop.time()))
+        await asyncio.sleep(0)  # the read is now waiting, its deadline already due
+        assert not reading.done()
+        protocol.data_received(b"250 ok\r\n")
+        return await reading
+
+    assert asyncio.run(main()) == b"250 ok\r\n"
+
+
+def test_a_read_past_its_deadline_raises_the_builtin_timeout() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        protocol = _Protocol(loop, 1024)
+        with pytest.raises(TimeoutError):
+            await protocol.receive(loop.time() + 0.05)
+        # Nothing is left waiting: a later reply is simply kept for the next read.
+        protocol.data_received(b"250 late\r\n")
+        assert await protocol.receive(loop.time()) == b"250 late\r\n"
+
+    asyncio.run(main())

@@ -88,6 +88,13 @@ async def _until(deadline: float | None, awaitable: Awaitable[_T]) -> _T:
         raise TimeoutError from None
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    # A wait's deadline has passed: it ends with the built-in TimeoutError, unless what it
+    # waited for came at the same turn of the loop.
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 def _deadline_after(timeout: float | None) -> float | None:
     # The event loop's time *timeout* seconds from now (None: never).
     return None if timeout is None else asyncio.get_running_loop().time() + timeout
@@ -173,15 +180,22 @@ class _Protocol(asyncio.Protocol):
         """Whether the transport's write buffer is full, so a writer must drain."""
         return self._writing_paused and not self.at_eof
 
-    async def receive(self) -> bytes:
+    async def receive(self, deadline: float | None = None) -> bytes:
         """The bytes received since the last call, waiting for some; ``b""`` once the
-        server has closed the connection and everything before has been read."""
+        server has closed the connection and everything before has been read. Raises the
+        built-in :class:`TimeoutError` if nothing has come when the event loop's clock
+        passes *deadline* (None: no deadline)."""
         if not self._buffer and not self.at_eof:
-            self._data_waiter = self._loop.create_future()
+            waiter = self._data_waiter = self._loop.create_future()
+            # A timer that fails the waiter, rather than a timeout scope around the await:
+            # this runs for every reply, and the scope costs several times as much.
+            timer = None if deadline is None else self._loop.call_at(deadline, _expire, waiter)
             try:
-                await self._data_waiter
+                await waiter
             finally:
                 self._data_waiter = None
+                if timer is not None:
+                    timer.cancel()
         data = bytes(self._buffer)
         self._buffer.clear()
         if self._reading_paused:
@@ -347,11 +361,7 @@ class Client(ClientBase):
     async def _read(self, deadline: float | None, timeout: float | None) -> bytes:
         protocol = self._wire()
         try:
-            if protocol.buffered or protocol.at_eof:
-                # receive() returns at once: no timeout to set up.
-                data = await protocol.receive()
-            else:
-                data = await _until(deadline, protocol.receive())
+            data = await protocol.receive(deadline)
         except TimeoutError:
             raise TimeoutError(f"the server did not answer within {timeout:g} seconds") from None
         if not data:
