@@ -351,6 +351,41 @@ def test_bytes_injected_after_starttls_are_refused() -> None:
     trio.run(main)
 
 
+def test_server_that_stops_reading_makes_a_write_time_out() -> None:
+    # The server takes the envelope and says 354, then reads nothing more: once the socket
+    # buffers are full the content's write waits, and its own deadline ends it.
+    stop = trio.Event()
+
+    async def stop_reading(stream: trio.abc.Stream, script: Script) -> None:
+        await stream.send_all(b"220 stuck.example ESMTP\r\n")
+        await read_line(stream, script)  # EHLO
+        await stream.send_all(b"250-stuck.example\r\n250 PIPELINING\r\n")
+        for _ in range(3):  # MAIL, RCPT, DATA: pipelined, perhaps in one read
+            if script.received.count(b"\r\n") >= 4:
+                break
+            await read_line(stream, script)
+        await stream.send_all(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        await stop.wait()
+
+    async def main() -> None:
+        content = (b"x" * 78 + b"\r\n") * (400 * 1024)  # 32 MiB, more than buffers hold
+        async with scripted_server(stop_reading) as (port, _):
+            client = Client("127.0.0.1", port, tls=TlsPolicy.NONE, timeouts=SHORT_TIMEOUTS)
+            async with client:
+                started = trio.current_time()
+                with pytest.raises(
+                    TimeoutError, match=r"^the server took no data for 0.3 seconds$"
+                ) as raised:
+                    await client.send_message("a@example.org", ["b@example.org"], content)
+                assert trio.current_time() - started < PATIENCE
+                assert isinstance(raised.value.__cause__, trio.TooSlowError)
+                stop.set()
+                with pytest.raises(ConnectionLost):
+                    await client.noop()
+
+    trio.run(main)
+
+
 def test_server_that_never_answers_times_out() -> None:
     async def main() -> None:
         async with scripted_server(never_answer) as (port, _):

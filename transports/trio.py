@@ -7,9 +7,9 @@ I/O. Its heart is :meth:`Client._run`, the runner of the engine's operations
 :func:`~smtp_proto.send_transaction`, ...), which decide everything and ask for I/O:
 
 * ``Write``: :meth:`trio.abc.SendStream.send_all`;
-* ``Read``: :meth:`trio.abc.ReceiveStream.receive_some`, under :func:`trio.fail_at` with a
-  deadline set when a reply starts to be awaited (``fresh``) and kept until it is complete,
-  so a server trickling bytes cannot stretch the wait;
+* ``Read``: :meth:`trio.abc.ReceiveStream.receive_some`, under a deadline set when a reply
+  starts to be awaited (``fresh``) and kept until it is complete, so a server trickling
+  bytes cannot stretch the wait (writes have one each);
 * ``StartTls``: the stream is wrapped in a :class:`trio.SSLStream` that checks the
   certificate against the host the client was given, and the handshake is done. Trio's
   streams buffer nothing: every byte received in plain text was handed to the engine, which
@@ -184,55 +184,77 @@ class Client(ClientBase):
     async def _run(self, operation: Generator[IORequest, bytes | None, _T]) -> _T:
         value: bytes | None = None
         deadline = math.inf
-        while True:
-            try:
-                request = operation.send(value)
-            except StopIteration as stop:
-                result: _T = stop.value
-                return result
-            except BaseException as exc:
-                await self._after_engine_error(exc)
-                raise
-            value = None
-            try:
-                if isinstance(request, Write):
-                    await self._write(request.data)
-                elif isinstance(request, Read):
-                    if request.fresh:
-                        deadline = _deadline_after(request.timeout)
-                    value = await self._read(deadline, request.timeout)
-                elif isinstance(request, StartTls):
-                    self._stream = await self._handshake(
-                        self._wire(), self._settings.timeouts.other, "the STARTTLS handshake"
-                    )
-                elif isinstance(request, NeedBody):
-                    value = await self._next_body_chunk()
-            except BaseException:
-                operation.close()
-                await self._abort()
-                raise
+        # One cancel scope for the whole operation, its deadline moved to each wait's: a
+        # scope made and entered for every write and every read costs several times as
+        # much as moving a deadline, and a message takes a write and a read.
+        scope = trio.CancelScope()
+        # What the scope's deadline bounds now: a write (True) or a reply, and the timeout.
+        writing, timeout = False, 0.0
+        with scope:
+            while True:
+                try:
+                    request = operation.send(value)
+                except StopIteration as stop:
+                    result: _T = stop.value
+                    return result
+                except BaseException as exc:
+                    scope.deadline = math.inf
+                    await self._after_engine_error(exc)
+                    raise
+                value = None
+                try:
+                    if isinstance(request, Write):
+                        if self._broken_by is None:
+                            writing, timeout = True, self._write_timeout()
+                            scope.deadline = trio.current_time() + timeout
+                            await self._write(request.data)
+                    elif isinstance(request, Read):
+                        if request.fresh:
+                            deadline = _deadline_after(request.timeout)
+                        writing = False
+                        timeout = math.inf if request.timeout is None else request.timeout
+                        scope.deadline = deadline
+                        value = await self._read()
+                    else:
+                        # The handshake keeps a deadline of its own; the caller's content
+                        # has none.
+                        scope.deadline = math.inf
+                        if isinstance(request, StartTls):
+                            self._stream = await self._handshake(
+                                self._wire(),
+                                self._settings.timeouts.other,
+                                "the STARTTLS handshake",
+                            )
+                        elif isinstance(request, NeedBody):
+                            value = await self._next_body_chunk()
+                except BaseException:
+                    operation.close()
+                    await self._abort()
+                    raise
+        # Leaving the scope without returning or raising: its deadline passed, and the
+        # connection has been aborted on the way out.
+        if writing:
+            raise TimeoutError(f"the server took no data for {timeout:g} seconds") from (
+                trio.TooSlowError()
+            )
+        raise TimeoutError(f"the server did not answer within {timeout:g} seconds") from (
+            trio.TooSlowError()
+        )
 
     async def _write(self, data: bytes) -> None:
-        if self._broken_by is not None:
-            return  # the connection is gone; the engine learns it from the next read
-        timeout = self._write_timeout()
+        # Under the runner's deadline.
         try:
-            with trio.fail_after(timeout):
-                await self._wire().send_all(data)
-        except trio.TooSlowError as exc:
-            raise TimeoutError(f"the server took no data for {timeout:g} seconds") from exc
+            await self._wire().send_all(data)
         except trio.BrokenResourceError as exc:
             self._broken_by = exc
 
-    async def _read(self, deadline: float, timeout: float | None) -> bytes:
+    async def _read(self) -> bytes:
+        # Under the runner's deadline.
         if self._broken_by is not None:
             return b""
         try:
-            with trio.fail_at(deadline):
-                # (bytes() of bytes is the same object; an SSLStream gives a bytearray.)
-                data = bytes(await self._wire().receive_some(_RECEIVE_SIZE))
-        except trio.TooSlowError as exc:
-            raise TimeoutError(f"the server did not answer within {timeout:g} seconds") from exc
+            # (bytes() of bytes is the same object; an SSLStream gives a bytearray.)
+            data = bytes(await self._wire().receive_some(_RECEIVE_SIZE))
         except trio.BrokenResourceError as exc:
             # A reset is an end like any other to the engine, which knows what it means for
             # the message in flight.
