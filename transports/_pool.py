@@ -30,6 +30,7 @@ import abc
 import contextlib
 import copy
 import dataclasses
+import functools
 import ipaddress
 import ssl
 from collections.abc import (
@@ -338,9 +339,15 @@ class ReceivedLog:
 
 
 def new_connection(settings: Settings, *, tls_active: bool, peer: object) -> ClientConnection:
-    """The engine for one session with these *settings*, to a server at address *peer*."""
-    return LoggingConnection(
-        settings.debug,
+    """The engine for one session with these *settings*, to a server at address *peer*:
+    a :class:`LoggingConnection` when there is a debug log to write, else the engine itself,
+    which spares every write a call through the logging layer."""
+    make: Callable[..., ClientConnection] = (
+        ClientConnection
+        if settings.debug is None
+        else functools.partial(LoggingConnection, settings.debug)
+    )
+    return make(
         lmtp=settings.lmtp,
         tls_active=tls_active,
         # "STARTTLS required" also forbids the engine's fall back from EHLO to HELO, which
