@@ -717,10 +717,40 @@ def test_a_read_past_its_deadline_raises_the_builtin_timeout() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         protocol = _Protocol(loop, 1024)
+        started = loop.time()
         with pytest.raises(TimeoutError):
-            await protocol.receive(loop.time() + 0.05)
+            await protocol.receive(started + 0.05)
+        assert 0.05 <= loop.time() - started < PATIENCE
         # Nothing is left waiting: a later reply is simply kept for the next read.
         protocol.data_received(b"250 late\r\n")
         assert await protocol.receive(loop.time()) == b"250 late\r\n"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("second_timeout", [0.05, 0.3])
+def test_each_read_keeps_its_own_deadline_whatever_came_before(second_timeout: float) -> None:
+    # One timer serves the reads' deadlines: a read that ends in time leaves it armed for
+    # its deadline, and the next read still times out at its own, earlier or later.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        protocol = _Protocol(loop, 1024)
+        first = asyncio.ensure_future(protocol.receive(loop.time() + 0.15))
+        await asyncio.sleep(0)
+        protocol.data_received(b"250 ok\r\n")
+        assert await first == b"250 ok\r\n"
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await protocol.receive(started + second_timeout)
+        assert second_timeout <= loop.time() - started < second_timeout + 1.0
+        # The connection's end stops the timer a read left armed.
+        third = asyncio.ensure_future(protocol.receive(loop.time() + PATIENCE))
+        await asyncio.sleep(0)
+        protocol.data_received(b"250 ok\r\n")
+        assert await third == b"250 ok\r\n"
+        assert protocol._watchdog is not None
+        protocol.connection_lost(None)
+        assert protocol._watchdog is None
+        assert await protocol.receive(None) == b""
 
     asyncio.run(main())

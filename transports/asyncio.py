@@ -88,13 +88,6 @@ async def _until(deadline: float | None, awaitable: Awaitable[_T]) -> _T:
         raise TimeoutError from None
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    # A wait's deadline has passed: it ends with the built-in TimeoutError, unless what it
-    # waited for came at the same turn of the loop.
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
 def _deadline_after(timeout: float | None) -> float | None:
     # The event loop's time *timeout* seconds from now (None: never).
     return None if timeout is None else asyncio.get_running_loop().time() + timeout
@@ -115,6 +108,9 @@ class _Protocol(asyncio.Protocol):
         self._buffer = bytearray()
         self._reading_paused = False
         self._data_waiter: asyncio.Future[None] | None = None
+        # The deadline of the wait in progress, and the timer that keeps it (see _watch).
+        self._deadline: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         #: Whether the server's side has ended (end of stream, or the connection lost).
@@ -145,6 +141,9 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.at_eof = True
         self.lost_because = exc
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self._wake(self._data_waiter)
         self._wake(self._drain_waiter)
         if not self.closed.done():
@@ -187,21 +186,42 @@ class _Protocol(asyncio.Protocol):
         passes *deadline* (None: no deadline)."""
         if not self._buffer and not self.at_eof:
             waiter = self._data_waiter = self._loop.create_future()
-            # A timer that fails the waiter, rather than a timeout scope around the await:
-            # this runs for every reply, and the scope costs several times as much.
-            timer = None if deadline is None else self._loop.call_at(deadline, _expire, waiter)
+            self._deadline = deadline
+            watchdog = self._watchdog
+            if deadline is not None and (watchdog is None or watchdog.when() > deadline):
+                self._arm(deadline)
             try:
                 await waiter
             finally:
                 self._data_waiter = None
-                if timer is not None:
-                    timer.cancel()
+                self._deadline = None
         data = bytes(self._buffer)
         self._buffer.clear()
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resume_reading()
         return data
+
+    # Deadlines. A timeout scope around each wait, or a timer set and cancelled for each,
+    # costs more than the wait for a reply itself, and every reply is awaited under a
+    # deadline. So one timer, the watchdog, serves every wait: a wait whose deadline is no
+    # earlier than the timer's leaves it as it is, and when the timer fires it fails the
+    # wait in progress if that wait's deadline has passed, or else moves itself to it.
+
+    def _arm(self, when: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = self._loop.call_at(when, self._watch)
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        waiter, deadline = self._data_waiter, self._deadline
+        if waiter is None or deadline is None or waiter.done():
+            return  # nothing waits now; the next wait arms the timer again
+        if self._loop.time() >= deadline:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._arm(deadline)
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer has room again."""
