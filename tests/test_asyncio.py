@@ -748,8 +748,9 @@ def test_each_read_keeps_its_own_deadline_whatever_came_before(second_timeout: f
         await asyncio.sleep(0)
         protocol.data_received(b"250 ok\r\n")
         assert await third == b"250 ok\r\n"
-        assert protocol._watchdog is not None
+        armed = protocol._watchdog is not None
         protocol.connection_lost(None)
+        assert armed
         assert protocol._watchdog is None
         assert await protocol.receive(None) == b""
 
