@@ -84,6 +84,10 @@ from ._state import (
 
 __all__ = ["NEED_DATA", "PAUSED", "ClientConnection", "Sentinel"]
 
+# The states after a whole envelope sent from READY (see _send_whole_envelope).
+_AFTER_ENVELOPE = SEND_TRANSITIONS[SEND_TRANSITIONS[State.READY][Command.MAIL]][Command.RCPT]
+_AFTER_ENVELOPE_AND_DATA = SEND_TRANSITIONS[_AFTER_ENVELOPE][Command.DATA]
+
 
 class Sentinel(enum.Enum):
     """The two things :meth:`ClientConnection.next_event` returns that are not events."""
@@ -852,10 +856,49 @@ class ClientConnection:
         self._new_utf8 = utf8
         self._push(Command.MAIL, sender, line, new_state)
         if owner is not None:
-            open_owners = self._open_owners
-            while open_owners and open_owners[0]._outcome is not None:  # done, without a call
-                open_owners.popleft()
-            open_owners.append(owner)
+            self._open(owner)
+
+    def _open(self, owner: MailTransaction) -> None:
+        # *owner* has sent its MAIL: the end of the session must reach it.
+        open_owners = self._open_owners
+        while open_owners and open_owners[0]._outcome is not None:  # done, without a call
+            open_owners.popleft()
+        open_owners.append(owner)
+
+    def _send_whole_envelope(self, owner: MailTransaction) -> bool:
+        # A pipelined transaction's MAIL, every RCPT and, unless BDAT follows, DATA, in one
+        # step: what _begin_transaction, _send_rcpts and _send_if_allowed do one command at
+        # a time, for the usual case, where the whole envelope fits in flight. It runs for
+        # every message, and each of their checks is already answered. The transaction
+        # has just been told the session is ready (can_start_transaction: READY, MAIL may
+        # go, TLS as required), and it made its lines, checking them and encoding every
+        # address for the SMTPUTF8 it declares. From READY, MAIL leads to a state that
+        # takes RCPT, RCPT to one that takes RCPT and DATA, all within the transaction,
+        # and neither MAIL nor RCPT ends a group, so only room in flight can stop them (a
+        # test holds the table to this). Return False, having sent nothing, if there is
+        # not room for them all: the transaction then sends its envelope the long way.
+        recipients = owner._wire_recipients
+        data = not owner._use_bdat
+        pending = self._pending
+        count = len(recipients) + (2 if data else 1)
+        if len(pending) + count > self._limits.max_commands_in_flight:
+            return False
+        transaction = self._transaction = self._last_transaction = _Transaction(owner, owner._utf8)
+        pending.append((Command.MAIL, owner._wire_sender, transaction))
+        pending.extend(zip(repeat(Command.RCPT), recipients, repeat(transaction)))
+        outbox = self._outbox
+        outbox.append(owner._mail_line)
+        outbox += owner._rcpt_lines
+        if data:
+            pending.append((Command.DATA, "", transaction))
+            outbox.append(b"DATA\r\n")
+            self._state = _AFTER_ENVELOPE_AND_DATA
+        else:
+            self._state = _AFTER_ENVELOPE
+        # None: each line is its own log entry (see data_to_send_and_log).
+        self._outbox_log += [None] * count
+        self._open(owner)
+        return True
 
     def _send_rcpt(self, recipient: str, line: bytes) -> None:
         # *line* was made by format_rcpt, which checked it.

@@ -438,21 +438,32 @@ class MailTransaction:
                 "a mail transaction cannot start now: wait until can_start_transaction"
             )
         self._started = True
-        connection._begin_transaction(
-            self, self._wire_sender, self._mail_parameters, self._mail_line, self._utf8
-        )
-        if self._pipelining:
+        if not self._pipelining:
+            connection._begin_transaction(
+                self, self._wire_sender, self._mail_parameters, self._mail_line, self._utf8
+            )
+            return
+        if connection._send_whole_envelope(self):
+            # Every RCPT went, and DATA too unless BDAT follows, as _send_envelope sends.
+            self._rcpt_sent = len(self._recipients)
+            self._envelope_pending = False
+            self._data_sent = not self._use_bdat
+        else:
+            # Too long to go whole now: what fits goes, the rest as replies make room.
+            connection._begin_transaction(
+                self, self._wire_sender, self._mail_parameters, self._mail_line, self._utf8
+            )
             self._send_envelope()
-            if (
-                self._use_bdat
-                and self._rcpt_sent == len(self._recipients)
-                and self._data is not None
-                and len(self._data) <= self._pipeline_content_up_to
-            ):
-                # A small message costs less to send than a round trip to wait for.
-                self._content_started = True
-                while self.body_wanted:
-                    self.pull_body()
+        if (
+            self._use_bdat
+            and self._rcpt_sent == len(self._recipients)
+            and self._data is not None
+            and len(self._data) <= self._pipeline_content_up_to
+        ):
+            # A small message costs less to send than a round trip to wait for.
+            self._content_started = True
+            while self.body_wanted:
+                self.pull_body()
 
     # -- what the transport looks at --------------------------------------------------
 

@@ -310,6 +310,20 @@ def test_a_rcpt_leads_where_more_rcpts_may_follow_and_stay() -> None:
             assert after in TRANSACTION_STATES, state
 
 
+def test_a_whole_envelope_from_ready_stays_within_the_transaction() -> None:
+    # A pipelined transaction whose envelope fits in flight sends MAIL, its RCPTs and DATA
+    # in one step, with no state check between them: from READY each must be allowed after
+    # the one before, none but DATA may end a group, and every state must belong to the
+    # transaction.
+    after_mail = SEND_TRANSITIONS[State.READY][Command.MAIL]
+    after_rcpt = SEND_TRANSITIONS[after_mail][Command.RCPT]
+    assert Command.DATA in SEND_TRANSITIONS[after_rcpt]
+    assert Command.MAIL not in GROUP_ENDERS
+    assert Command.RCPT not in GROUP_ENDERS
+    after_data = SEND_TRANSITIONS[after_rcpt][Command.DATA]
+    assert {after_mail, after_rcpt, after_data} <= TRANSACTION_STATES
+
+
 @pytest.mark.parametrize("command", list(Command))
 def test_421_answers_every_command(command: Command) -> None:
     # RFC 5321 section 3.8: 421 may come in reply to any command, and ends the session.

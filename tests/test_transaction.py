@@ -18,6 +18,7 @@ from smtp_proto import (
     Body,
     ClientConnection,
     Event,
+    Limits,
     LocalProtocolError,
     MailTransaction,
     MessageOutcome,
@@ -368,7 +369,7 @@ def test_eight_bit_chunk_to_a_seven_bit_server_stops_the_message() -> None:
     # Half the message is on the wire and DATA cannot be taken back: the connection is done.
     assert conn.state.name == "ERROR"
     with pytest.raises(LocalProtocolError, match="unusable"):
-        conn.noop()
+        conn.rset()
 
 
 def test_internationalised_addresses() -> None:
@@ -870,3 +871,92 @@ def test_content_made_ready_early_cannot_follow_content_ended_by_hand() -> None:
         messages.append(str(info.value))
     assert messages[0] == messages[1]
     assert messages[0].startswith("no message content can be sent in state")
+
+
+# -- a whole envelope in one step ---------------------------------------------------------
+
+
+def _started(
+    keywords: tuple[str, ...],
+    recipients: list[str | Recipient],
+    *,
+    whole: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    in_flight: int = 0,
+) -> tuple[ClientConnection, MailTransaction]:
+    # A transaction started after *in_flight* RSETs, its envelope sent in one step or, with
+    # that step refused, the long way.
+    server = FakeServer(keywords=keywords)
+    conn, _ = connect(server)
+    for _ in range(in_flight):
+        conn.rset()
+    conn.data_to_send()
+    tx = conn.send_message("s\u00e9nder@example.org", recipients, b"hi\r\n", start=False)
+    with monkeypatch.context() as patch:
+        if not whole:
+            patch.setattr(ClientConnection, "_send_whole_envelope", lambda self, owner: False)
+        tx.start()
+    return conn, tx
+
+
+@pytest.mark.parametrize("in_flight", [0, 2])
+@pytest.mark.parametrize(
+    "recipients",
+    [
+        ["b@example.org"],
+        ["b@example.org", "c@example.org", "d@example.org"],
+        ["b@example.org", Recipient(address="j\u00f6rg@example.org", notify=("FAILURE",))],
+    ],
+)
+@pytest.mark.parametrize(
+    "keywords",
+    [
+        ("PIPELINING", "8BITMIME", "SMTPUTF8", "DSN", "SIZE 1000"),
+        ("PIPELINING", "CHUNKING", "SMTPUTF8", "DSN"),
+    ],
+)
+def test_a_whole_envelope_in_one_step_is_what_the_long_way_sends(
+    keywords: tuple[str, ...],
+    recipients: list[str | Recipient],
+    in_flight: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same lines and log entries, the same commands awaiting replies (each RCPT and DATA
+    # with the MAIL's transaction), the same state, and the same course for the transaction.
+    def seen(conn: ClientConnection, tx: MailTransaction) -> tuple[object, ...]:
+        mail_entry = conn._pending[in_flight]
+        owned = conn._transaction
+        assert owned is not None
+        assert owned is conn._last_transaction
+        assert owned.owner is tx
+        return (
+            conn.data_to_send_and_log(),
+            [(command, argument) for command, argument, _ in conn._pending],
+            [entry[2] is mail_entry[2] for entry in list(conn._pending)[in_flight:]],
+            conn.state,
+            owned.utf8,
+            list(conn._open_owners) == [tx],
+            (tx._rcpt_sent, tx._envelope_pending, tx._data_sent),
+        )
+
+    whole = seen(
+        *_started(keywords, recipients, whole=True, monkeypatch=monkeypatch, in_flight=in_flight)
+    )
+    long_way = seen(
+        *_started(keywords, recipients, whole=False, monkeypatch=monkeypatch, in_flight=in_flight)
+    )
+    assert whole == long_way
+    assert whole[2] == [True] * (len(recipients) + (2 if "CHUNKING" not in keywords else 1))
+
+
+def test_an_envelope_that_does_not_fit_goes_the_long_way() -> None:
+    # Room for MAIL and one RCPT: the rest follows as replies make room.
+    server = FakeServer(keywords=DATA_ONLY)
+    conn, events = connect(server, limits=Limits(max_commands_in_flight=2))
+    tx = conn.send_message("a@example.org", ["b@example.org", "c@example.org"], b"hi\r\n")
+    assert conn.data_to_send() == b"MAIL FROM:<a@example.org> SIZE=4\r\nRCPT TO:<b@example.org>\r\n"
+    server.receive(b"MAIL FROM:<a@example.org> SIZE=4\r\nRCPT TO:<b@example.org>\r\n")
+    conn.receive_data(b"250 ok\r\n250 ok\r\n")
+    pump(conn, server, events, tx)
+    assert tx.result.outcome is MessageOutcome.ACCEPTED
+    assert server.messages == [b"hi\r\n"]
