@@ -131,6 +131,8 @@ _RECORDED_EVENTS: frozenset[type[Event]] = frozenset(
 
 # States in which _take_replies stops: the session ended, or waits for the TLS handshake.
 _REPLIES_NOT_TAKEN = ENDED_STATES | {State.TLS_HANDSHAKE}
+# The commands whose replies _take_replies may take without making their events.
+_SHORT_WAY = frozenset({Command.MAIL, Command.RCPT})
 
 # Commands whose replies may need more than the reply table (a HELO fallback, a chunk
 # after a failed one, an AUTH challenge); the others go straight to it.
@@ -439,14 +441,15 @@ class ClientConnection:
     def _take_replies(self) -> None:
         # For send_transactions, which reads no event: take in every complete reply
         # received, as next_event would, until more bytes are needed or the session ends
-        # or pauses. A recipient's reply, most of what a batch receives, goes the short
-        # way, without the event nobody would read: the reply table gives RCPT no state
-        # change, and outside LMTP nothing is recorded of it (a test holds the table to
-        # that), so only its transaction learns of it.
+        # or pauses. The replies most of a batch receives go the short way, without the
+        # event nobody would read: a recipient's reply, and a sender's positive one. The
+        # reply table gives neither a state change, and outside LMTP nothing is recorded
+        # of them (a test holds the table to that), so only their transaction learns of
+        # them.
         pending = self._pending
         reader = self._reader
         while self._state not in _REPLIES_NOT_TAKEN:
-            if self._lmtp or not pending or pending[0][0] is not Command.RCPT:
+            if self._lmtp or not pending or pending[0][0] not in _SHORT_WAY:
                 if self._next_event() is NEED_DATA:
                     return
                 continue
@@ -455,10 +458,23 @@ class ClientConnection:
                 # next_event says whether the stream ended, and ends the session if so.
                 self._next_event()
                 return
-            code = reply.code
-            transaction = pending[0][2]
+            command, _, transaction = pending[0]
             owner = transaction.owner if transaction is not None else None
-            if owner is not None and (code < 300 or (code >= 400 and code != 421)):
+            code = reply.code
+            if owner is None:
+                # The caller's own command, outside any MailTransaction.
+                self._on_reply(reply)
+            elif command is Command.MAIL:
+                if code < 300 and owner._outcome is None:
+                    pending.popleft()
+                    owner._on_sender_accepted(reply)
+                else:
+                    self._on_reply(reply)
+                # As for recipients, no deferred RSET is looked for: neither an accepted
+                # nor a refused sender calls for a reset (a refused one opened no
+                # transaction), and one called for earlier goes with the next reply
+                # taken through next_event. A property test compares the two ways.
+            elif code < 300 or (code >= 400 and code != 421):
                 pending.popleft()
                 count = 1 + self._take_repeated_reply(
                     reply, transaction, owner._rcpt_sent - owner._rcpt_answered - 1
@@ -469,7 +485,7 @@ class ClientConnection:
                 # room), unless DATA was pipelined after them, and then DATA's reply
                 # decides instead (MailTransaction._after_recipients).
             else:
-                # A 421 or a 3xx (which _on_reply refuses), or the caller's own RCPT.
+                # A 421, or a 3xx (which _on_reply refuses).
                 self._on_reply(reply)
 
     def _take_repeated_reply(

@@ -603,12 +603,7 @@ class MailTransaction:
         if type(event) is RecipientAccepted or type(event) is RecipientRefused:
             self._on_recipient_reply(event.reply, accepted=type(event) is RecipientAccepted)
         elif type(event) is SenderAccepted:
-            self._sender_reply = event.reply
-            if not self._pipelining:
-                self._send_next_rcpt()
-            elif self._envelope_pending:
-                # What did not fit in flight with MAIL goes now that its reply made room.
-                self._send_envelope()
+            self._on_sender_accepted(event.reply)
         elif type(event) is SenderRefused:
             self._sender_reply = event.reply
             self._mail_refused = True
@@ -641,6 +636,16 @@ class MailTransaction:
             self._finish(
                 MessageOutcome.DELIVERY_UNKNOWN if self._content_ended else MessageOutcome.FAILED
             )
+
+    def _on_sender_accepted(self, reply: Reply) -> None:
+        # MAIL's positive reply, from _on_event or straight from the connection (see
+        # ClientConnection._take_replies), before the outcome is known.
+        self._sender_reply = reply
+        if not self._pipelining:
+            self._send_next_rcpt()
+        elif self._envelope_pending:
+            # What did not fit in flight with MAIL goes now that its reply made room.
+            self._send_envelope()
 
     def _on_recipient_reply(self, reply: Reply, *, accepted: bool, count: int = 1) -> None:
         # The reply to a RCPT, or to *count* RCPTs in a row that had the same reply, from

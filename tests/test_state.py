@@ -20,6 +20,7 @@ from smtp_proto import (
     RecipientRefused,
     RemoteProtocolError,
     Reply,
+    SenderAccepted,
     State,
 )
 from smtp_proto._state import (
@@ -296,6 +297,23 @@ def test_a_recipients_reply_changes_no_state() -> None:
         build, state_changes = REPLY_TRANSITIONS[Command.RCPT, kind]
         assert state_changes == {}
         assert type(build("b@example.org", reply)) is event
+
+
+def test_the_replies_a_batch_takes_the_short_way_change_nothing_but_their_transaction() -> None:
+    # ClientConnection._take_replies hands a recipient's reply, and a sender's positive
+    # one, straight to their transaction: the session must learn nothing else from them,
+    # neither a state nor anything _record keeps (outside LMTP, where the accepted
+    # recipients are kept for the replies to the content).
+    reply = Reply(code=250, lines=("ok",))
+    build, state_changes = REPLY_TRANSITIONS[Command.MAIL, ReplyClass.POSITIVE]
+    assert state_changes == {}
+    event = build("a@example.org", reply)
+    assert type(event) is SenderAccepted
+    for kind in (ReplyClass.POSITIVE, ReplyClass.NEGATIVE):
+        build, _ = REPLY_TRANSITIONS[Command.RCPT, kind]
+        assert type(build("b@example.org", reply)) not in ClientConnection()._recorded_events
+    assert SenderAccepted not in ClientConnection()._recorded_events
+    assert RecipientAccepted in ClientConnection(lmtp=True)._recorded_events
 
 
 def test_a_rcpt_leads_where_more_rcpts_may_follow_and_stay() -> None:

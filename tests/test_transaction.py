@@ -905,7 +905,10 @@ def _started(
     [
         ["b@example.org"],
         ["b@example.org", "c@example.org", "d@example.org"],
-        ["b@example.org", Recipient(address="j\u00f6rg@example.org", notify=("FAILURE",))],
+        [
+            "b@example.org",
+            Recipient(address="j\u00f6rg@example.org", notify=frozenset({"FAILURE"})),
+        ],
     ],
 )
 @pytest.mark.parametrize(
