@@ -562,9 +562,8 @@ class MailTransaction:
         # DATA is on its way and its 354 awaited: content in one piece is put in its wire
         # form now, while the server works, rather than after the reply, when the server
         # would wait for it. Only the work moves: what is sent, and when, is as pull_body
-        # would send it.
-        # Content the writer refuses, or that would poison the connection (8-bit for a
-        # 7-bit server), is left to the ordinary path to refuse when it is sent.
+        # would send it. Content the writer refuses, or that would poison the connection
+        # (8-bit for a 7-bit server), is left to the ordinary path to refuse when sent.
         data = self._data
         if (
             data is None

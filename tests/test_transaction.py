@@ -369,7 +369,7 @@ def test_eight_bit_chunk_to_a_seven_bit_server_stops_the_message() -> None:
     # Half the message is on the wire and DATA cannot be taken back: the connection is done.
     assert conn.state.name == "ERROR"
     with pytest.raises(LocalProtocolError, match="unusable"):
-        conn.rset()
+        conn.noop()
 
 
 def test_internationalised_addresses() -> None:
