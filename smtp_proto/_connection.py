@@ -54,7 +54,6 @@ from ._events import (
     Event,
     MessageAccepted,
     MessageRejected,
-    ReadyForData,
     RecipientAccepted,
     Reply,
     ServiceClosing,
@@ -125,9 +124,7 @@ _EHLO_UNKNOWN = frozenset({500, 502})
 
 # Events the session learns something from beyond its state (see _record); most replies
 # (a sender's or a recipient's acceptance, say) teach it nothing more.
-_RECORDED_EVENTS: frozenset[type[Event]] = frozenset(
-    {EhloFeatures, ReadyForData, MessageRejected, StartTlsReady}
-)
+_RECORDED_EVENTS: frozenset[type[Event]] = frozenset({EhloFeatures, MessageRejected, StartTlsReady})
 
 # States in which _take_replies stops: the session ended, or waits for the TLS handshake.
 _REPLIES_NOT_TAKEN = ENDED_STATES | {State.TLS_HANDSHAKE}
@@ -295,6 +292,8 @@ class ClientConnection:
         self._new_owner: MailTransaction | None = None
         self._new_utf8 = False
         self._rset_deferred = False
+        # The DATA content's writer, made by the first send_data after the 354 (State
+        # DATA_BODY): content a transaction prepared in wire form needs none.
         self._data_writer: DataWriter | None = None
         self._end_of_stream = False
         self._closed: ConnectionClosed | None = None
@@ -566,20 +565,24 @@ class ClientConnection:
         (RFC 5321 section 4.5.2), with state kept across chunks, so no content can end the
         data early. Content containing NUL raises :class:`ValueError` and produces nothing.
         """
-        if self._data_writer is None:
+        if self._state is not State.DATA_BODY:
             raise LocalProtocolError(f"no message content can be sent in state {self._state.name}")
-        output = self._data_writer.feed(chunk)
+        writer = self._data_writer
+        if writer is None:
+            writer = self._data_writer = DataWriter()
+        output = writer.feed(chunk)
         self._write(output, f"[{len(output)} octets of message content]")
 
     @_poisons
     def end_data(self) -> None:
         """End the message content: a CRLF if the content lacked one, then ``.`` CRLF."""
-        writer = self._data_writer
-        if writer is None:
+        if self._state is not State.DATA_BODY:
             raise LocalProtocolError(
                 f"no message content is being sent in state {self._state.name}"
             )
         new_state = self._check_send(Command.END_OF_DATA)
+        # No writer yet: no content was sent, and a fresh one ends an empty message.
+        writer = self._data_writer or DataWriter()
         self._data_writer = None
         self._push(Command.END_OF_DATA, "", writer.end(), new_state, log=".")
 
@@ -587,7 +590,7 @@ class ClientConnection:
     def _send_prepared_data(self, content: bytes, end: bytes) -> None:
         # send_data and end_data at once, for content a transaction has already put in its
         # wire form with a DataWriter of its own (MailTransaction._prepare_content).
-        if self._data_writer is None:
+        if self._state is not State.DATA_BODY:
             raise LocalProtocolError(f"no message content can be sent in state {self._state.name}")
         new_state = self._check_send(Command.END_OF_DATA)
         self._data_writer = None
@@ -1094,8 +1097,6 @@ class ClientConnection:
         elif type(event) is EhloFeatures:
             self._features = event
             self._pipelining = event.pipelining
-        elif type(event) is ReadyForData:
-            self._data_writer = DataWriter()
         elif type(event) is MessageRejected and transaction is not None:
             transaction.message_failed = True
         elif type(event) is StartTlsReady and self._reader.buffered:
