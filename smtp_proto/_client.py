@@ -270,7 +270,7 @@ def send_transaction(
         if event is NEED_DATA:
             yield from _flush(conn)
             transaction._prepare_content()  # while the server works (see send_transactions)
-            yield from _receive(conn, fresh)
+            yield from _read(conn, fresh)
             fresh = False
         else:
             fresh = True
@@ -373,6 +373,11 @@ def _flush(conn: ClientConnection) -> Generator[IORequest, bytes | None, None]:
 def _receive(conn: ClientConnection, fresh: bool) -> Generator[IORequest, bytes | None, None]:
     # Write what is pending, then read within the engine's timeout and feed what arrives.
     yield from _flush(conn)
+    yield from _read(conn, fresh)
+
+
+def _read(conn: ClientConnection, fresh: bool) -> Generator[IORequest, bytes | None, None]:
+    # Read within the engine's timeout and feed what arrives.
     received = yield Read(conn.timeout, fresh)
     conn.receive_data(received or b"")
 
