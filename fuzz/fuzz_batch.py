@@ -159,10 +159,12 @@ class Wire:
 class EveryReplyThroughNextEvent(ClientConnection):
     """A connection that takes a batch's replies through next_event alone."""
 
-    def _take_replies(self) -> None:
+    def _take_replies(self) -> bool:
         ended = (State.CLOSED, State.ERROR, State.QUIT_SENT, State.TLS_HANDSHAKE)
+        taken = False
         while self.state not in ended and self.next_event() is not NEED_DATA:
-            pass
+            taken = True
+        return taken
 
 
 @dataclass(frozen=True)
@@ -173,13 +175,17 @@ class End:
     error: str | None
     written: bytes
     state: State
+    #: For each read: its timeout, and whether it starts a reply (the timeout restarts).
+    reads: tuple[tuple[float | None, bool], ...] = ()
 
 
 def drive(
-    operation: Generator[IORequest, bytes | None, object], wire: Wire
+    operation: Generator[IORequest, bytes | None, object],
+    wire: Wire,
+    reads: list[tuple[float | None, bool]],
 ) -> tuple[bytes, object]:
-    """Carry out *operation*'s requests against *wire*; return the octets it wrote and
-    what it returned."""
+    """Carry out *operation*'s requests against *wire*, noting each read in *reads*;
+    return the octets it wrote and what it returned."""
     written = bytearray()
     value: bytes | None = None
     for _ in range(MAX_REQUESTS):
@@ -191,6 +197,7 @@ def drive(
         if isinstance(request, Write):
             written += request.data
         elif isinstance(request, Read):
+            reads.append((request.timeout, request.fresh))
             value = wire.read()
         else:
             raise AssertionError(f"a batch without TLS or streamed content asked for {request!r}")
@@ -243,8 +250,9 @@ def play(batch: Batch, *, bytewise: bool = False, short_way: bool = True) -> End
         batch, ClientConnection if short_way else EveryReplyThroughNextEvent
     )
     wire = Wire(batch.pieces, bytewise=bytewise)
+    reads: list[tuple[float | None, bool]] = []
     try:
-        written, results = drive(send_batch(conn, transactions), wire)
+        written, results = drive(send_batch(conn, transactions), wire, reads)
     except RemoteProtocolError as exc:
         assert conn.state is State.ERROR, conn.state
         assert conn.data_to_send() == b""
@@ -259,7 +267,13 @@ def play(batch: Batch, *, bytewise: bool = False, short_way: bool = True) -> End
         assert isinstance(result, TransactionResult)
         assert result is transaction.result
         check_result(result, transaction._addresses)
-    return End(results=tuple(results), error=None, written=written, state=conn.state)
+    return End(
+        results=tuple(results),
+        error=None,
+        written=written,
+        state=conn.state,
+        reads=tuple(reads),
+    )
 
 
 def check_result(result: TransactionResult, addresses: list[str]) -> None:

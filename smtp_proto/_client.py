@@ -350,12 +350,13 @@ def send_transactions(
                 started[-1]._prepare_content()
             received = yield _new_read(conn.timeout, fresh)
             conn.receive_data(received or b"")
-            fresh = False
+            # Take in every reply that has arrived before deciding again what to send:
+            # deciding once after them costs less than deciding after each, and what is
+            # decided still goes out before the next read, which starts a reply of its own
+            # if one was taken.
+            fresh = conn._take_replies()
             continue
         fresh = True
-        # Take in the other replies that have arrived as well before deciding again what to
-        # send: deciding once after them costs less than deciding after each, and what is
-        # decided still goes out before the next read.
         conn._take_replies()
     for transaction in waiting:
         transaction._never_started()

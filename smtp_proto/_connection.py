@@ -129,7 +129,9 @@ _RECORDED_EVENTS: frozenset[type[Event]] = frozenset({EhloFeatures, MessageRejec
 # States in which _take_replies stops: the session ended, or waits for the TLS handshake.
 _REPLIES_NOT_TAKEN = ENDED_STATES | {State.TLS_HANDSHAKE}
 # The commands whose replies _take_replies may take without making their events.
-_SHORT_WAY = frozenset({Command.MAIL, Command.RCPT})
+_SHORT_WAY = frozenset({Command.MAIL, Command.RCPT, Command.DATA, Command.END_OF_DATA})
+# What a 354 to DATA does to the state, as the reply table says (read once, not per reply).
+_DATA_READY_STATES = REPLY_TRANSITIONS[Command.DATA, ReplyClass.INTERMEDIATE][1]
 
 # Commands whose replies may need more than the reply table (a HELO fallback, a chunk
 # after a failed one, an AUTH challenge); the others go straight to it.
@@ -437,26 +439,30 @@ class ClientConnection:
     _next_event = _unguarded(next_event)
 
     @_poisons
-    def _take_replies(self) -> None:
+    def _take_replies(self) -> bool:
         # For send_transactions, which reads no event: take in every complete reply
         # received, as next_event would, until more bytes are needed or the session ends
-        # or pauses. The replies most of a batch receives go the short way, without the
-        # event nobody would read: a recipient's reply, and a sender's positive one. The
-        # reply table gives neither a state change, and outside LMTP nothing is recorded
-        # of them (a test holds the table to that), so only their transaction learns of
-        # them.
+        # or pauses, and say whether any was taken. The replies a batch receives for each
+        # message go the short way, without the event nobody would read: a recipient's
+        # reply, and a sender's, DATA's and the content's positive one. The reply table
+        # gives none of them a state change but the 354's, made here from the table, and
+        # outside LMTP nothing is recorded of them (a test holds the table to that), so
+        # only their transaction learns of them.
         pending = self._pending
         reader = self._reader
+        taken = False
         while self._state not in _REPLIES_NOT_TAKEN:
             if self._lmtp or not pending or pending[0][0] not in _SHORT_WAY:
                 if self._next_event() is NEED_DATA:
-                    return
+                    return taken
+                taken = True
                 continue
             reply = reader.next_reply()
             if reply is None:
                 # next_event says whether the stream ended, and ends the session if so.
                 self._next_event()
-                return
+                return taken
+            taken = True
             command, _, transaction = pending[0]
             owner = transaction.owner if transaction is not None else None
             code = reply.code
@@ -473,19 +479,38 @@ class ClientConnection:
                 # nor a refused sender calls for a reset (a refused one opened no
                 # transaction), and one called for earlier goes with the next reply
                 # taken through next_event. A property test compares the two ways.
-            elif code < 300 or (code >= 400 and code != 421):
+            elif command is Command.RCPT:
+                if code < 300 or (code >= 400 and code != 421):
+                    pending.popleft()
+                    count = 1 + self._take_repeated_reply(
+                        reply, transaction, owner._rcpt_sent - owner._rcpt_answered - 1
+                    )
+                    owner._on_recipient_reply(reply, accepted=code < 300, count=count)
+                    # Unlike next_event, no deferred RSET is looked for: a transaction
+                    # whose recipients were all refused resets at once (the RCPT just
+                    # answered made room), unless DATA was pipelined after them, and then
+                    # DATA's reply decides instead (MailTransaction._after_recipients).
+                else:
+                    # A 421, or a 3xx (which _on_reply refuses).
+                    self._on_reply(reply)
+            elif owner._outcome is None and code // 100 == (3 if command is Command.DATA else 2):
                 pending.popleft()
-                count = 1 + self._take_repeated_reply(
-                    reply, transaction, owner._rcpt_sent - owner._rcpt_answered - 1
-                )
-                owner._on_recipient_reply(reply, accepted=code < 300, count=count)
-                # Unlike next_event, no deferred RSET is looked for: a transaction whose
-                # recipients were all refused resets at once (the RCPT just answered made
-                # room), unless DATA was pipelined after them, and then DATA's reply
-                # decides instead (MailTransaction._after_recipients).
+                if command is Command.DATA:
+                    # DATA ends a group, so nothing has been sent since: its transaction is
+                    # still the current one, and the state moves as the table says.
+                    self._set_state(_DATA_READY_STATES.get(self._state, self._state))
+                    owner._on_ready_for_data()
+                else:
+                    owner._on_message_reply(reply, accepted=True)
+                # Neither calls for a reset: the content is wanted, or it ended and the
+                # message is decided.
             else:
-                # A 421, or a 3xx (which _on_reply refuses).
+                # DATA or the content refused, a 421, or a reply after the outcome: the
+                # table decides. No reset is left waiting: one a refused DATA calls for
+                # may go at once, as nothing is in flight after DATA, and a server that
+                # refuses the content has ended the transaction itself.
                 self._on_reply(reply)
+        return taken
 
     def _take_repeated_reply(
         self, reply: Reply, transaction: _Transaction | None, limit: int

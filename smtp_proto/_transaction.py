@@ -615,13 +615,7 @@ class MailTransaction:
             if self._rcpt_answered == self._rcpt_sent:
                 self._after_recipients()
         elif type(event) is ReadyForData:
-            self._content_started = True
-            if not self._may_deliver():
-                # RFC 2920 section 3.1: DATA was pipelined and accepted although no
-                # recipient was (or MAIL was refused, which opened no transaction): send
-                # no content, only the end of it.
-                self._content_ended = True
-                self._connection.end_data()
+            self._on_ready_for_data()
         elif type(event) is ChunkAccepted:
             self._chunks_accepted += 1
         elif type(event) is MessageAccepted:
@@ -645,6 +639,17 @@ class MailTransaction:
         elif self._envelope_pending:
             # What did not fit in flight with MAIL goes now that its reply made room.
             self._send_envelope()
+
+    def _on_ready_for_data(self) -> None:
+        # DATA's 354, from _on_event or straight from the connection (see
+        # ClientConnection._take_replies), before the outcome is known.
+        self._content_started = True
+        if not self._may_deliver():
+            # RFC 2920 section 3.1: DATA was pipelined and accepted although no recipient
+            # was (or MAIL was refused, which opened no transaction): send no content, only
+            # the end of it.
+            self._content_ended = True
+            self._connection.end_data()
 
     def _on_recipient_reply(self, reply: Reply, *, accepted: bool, count: int = 1) -> None:
         # The reply to a RCPT, or to *count* RCPTs in a row that had the same reply, from

@@ -341,6 +341,30 @@ def test_a_batch_with_pipelining_costs_one_round_trip_per_message() -> None:
     assert conn.can_start_transaction
 
 
+def test_a_batch_takes_in_a_reply_received_before_it_began() -> None:
+    # The caller's NOOP was answered, and the answer received but not read: the batch takes
+    # it in before anything else, without reading, and then sends its messages.
+    server, conn, runner, bodies = batch(("PIPELINING", "8BITMIME"), 2)
+    conn.noop()
+    conn.receive_data(server.receive(conn.data_to_send()))
+    results = send_batch(conn, runner, bodies)
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 2
+    assert server.commands[-7:] == [
+        "NOOP",
+        "MAIL FROM:<a@example.org>",
+        "RCPT TO:<b0@example.org>",
+        "DATA",
+        "MAIL FROM:<a@example.org>",
+        "RCPT TO:<b1@example.org>",
+        "DATA",
+    ]
+    # Its first request is the first envelope, and every read starts a reply of its own.
+    assert isinstance(runner.requests[0], Write)
+    reads = [r for r in runner.requests if isinstance(r, Read)]
+    assert len(reads) == 3
+    assert all(r.fresh for r in reads)
+
+
 def test_a_batch_with_chunking_sends_whole_messages_in_one_write() -> None:
     server, conn, runner, bodies = batch(("PIPELINING", "CHUNKING"), 5)
     results = send_batch(conn, runner, bodies, pipeline_content_up_to=1000)
@@ -577,10 +601,12 @@ def test_a_batch_ends_the_same_whether_replies_come_together_or_apart(
 class _EveryReplyThroughNextEvent(ClientConnection):
     """Takes a batch's replies one by one through next_event, with no short way."""
 
-    def _take_replies(self) -> None:
+    def _take_replies(self) -> bool:
         ended = (State.CLOSED, State.ERROR, State.QUIT_SENT, State.TLS_HANDSHAKE)
+        taken = False
         while self.state not in ended and self.next_event() is not NEED_DATA:
-            pass
+            taken = True
+        return taken
 
 
 def _scripted(draw: Callable[[list[bytes]], bytes]) -> dict[str, object]:
@@ -605,15 +631,17 @@ def _scripted(draw: Callable[[list[bytes]], bytes]) -> dict[str, object]:
     }
 
 
-def _in_runs(chooser: random.Random) -> Callable[[list[bytes]], bytes]:
+def _in_runs(chooser: random.Random, usual: float) -> Callable[[list[bytes]], bytes]:
     # Servers answer alike commands alike: half the time, the answer last given to the
-    # same command is given again, so that runs of equal replies come often.
+    # same command is given again, so that runs of equal replies come often. Otherwise
+    # the usual answer (the first) comes with probability *usual*, so that sessions that
+    # mostly succeed, and reach their later messages, are drawn as well.
     last: dict[bytes, bytes] = {}
 
     def draw(options: list[bytes]) -> bytes:
         kind = options[0]
         if kind not in last or chooser.random() < 0.5:
-            last[kind] = chooser.choice(options)
+            last[kind] = options[0] if chooser.random() < usual else chooser.choice(options)
         return last[kind]
 
     return draw
@@ -629,10 +657,12 @@ def _in_runs(chooser: random.Random) -> Callable[[list[bytes]], bytes]:
     recipients=st.integers(1, 6),
     pipeline_content_up_to=st.sampled_from([0, 1000]),
     in_flight=st.sampled_from([3, 100]),
+    usual=st.sampled_from([0.0, 0.9]),
 )
-def test_the_short_way_for_recipients_ends_as_next_event_would(
+def test_the_short_way_for_replies_ends_as_next_event_would(
     *,
     seed: int,
+    usual: float,
     keywords: tuple[str, ...],
     lmtp: bool,
     recipients: int,
@@ -640,14 +670,15 @@ def test_the_short_way_for_recipients_ends_as_next_event_would(
     in_flight: int,
 ) -> None:
     # The same batch against the same answers, with its replies taken the short way and
-    # through next_event only: the results (or the error), what the server received and
-    # the state must be the same. Runs of equal replies exercise the way a run is taken
+    # through next_event only: the results (or the error), what the server received, the
+    # state and every request made (each read's timeout, and whether it starts a reply)
+    # must be the same. Runs of equal replies exercise the way a run is taken
     # at once, and an envelope longer than the commands allowed in flight the RCPTs sent
     # as replies make room.
     ends = []
     for connection_class in (ClientConnection, _EveryReplyThroughNextEvent):
         chooser = random.Random(seed)
-        hooks = _scripted(_in_runs(chooser))
+        hooks = _scripted(_in_runs(chooser, usual))
         server = FakeServer(keywords=keywords, lmtp=lmtp, **hooks)  # type: ignore[arg-type]
         conn = connection_class(lmtp=lmtp, limits=Limits(max_commands_in_flight=in_flight))
         runner = Runner(server)
@@ -666,7 +697,7 @@ def test_the_short_way_for_recipients_ends_as_next_event_would(
             end: object = runner.run(send_transactions(conn, transactions))
         except (RemoteProtocolError, LocalProtocolError) as exc:
             end = (type(exc).__name__, str(exc))
-        ends.append((end, server.commands, server.messages, conn.state))
+        ends.append((end, server.commands, server.messages, conn.state, runner.requests))
     assert ends[0] == ends[1]
 
 

@@ -16,6 +16,8 @@ from smtp_proto import (
     Event,
     LocalProtocolError,
     Mechanism,
+    MessageAccepted,
+    ReadyForData,
     RecipientAccepted,
     RecipientRefused,
     RemoteProtocolError,
@@ -300,15 +302,30 @@ def test_a_recipients_reply_changes_no_state() -> None:
 
 
 def test_the_replies_a_batch_takes_the_short_way_change_nothing_but_their_transaction() -> None:
-    # ClientConnection._take_replies hands a recipient's reply, and a sender's positive
-    # one, straight to their transaction: the session must learn nothing else from them,
-    # neither a state nor anything _record keeps (outside LMTP, where the accepted
-    # recipients are kept for the replies to the content).
+    # ClientConnection._take_replies hands a recipient's reply, and a sender's, DATA's and
+    # the content's positive ones, straight to their transaction: the session must learn
+    # nothing else from them, neither a state (but the 354's, which it takes from this
+    # table) nor anything _record keeps (outside LMTP, where the accepted recipients are
+    # kept for the replies to the content).
     reply = Reply(code=250, lines=("ok",))
     build, state_changes = REPLY_TRANSITIONS[Command.MAIL, ReplyClass.POSITIVE]
     assert state_changes == {}
     event = build("a@example.org", reply)
     assert type(event) is SenderAccepted
+    build, state_changes = REPLY_TRANSITIONS[Command.END_OF_DATA, ReplyClass.POSITIVE]
+    assert state_changes == {}
+    assert type(build("", reply)) is MessageAccepted
+    assert MessageAccepted not in ClientConnection()._recorded_events
+    go_ahead = Reply(code=354, lines=("go ahead",))
+    build, state_changes = REPLY_TRANSITIONS[Command.DATA, ReplyClass.INTERMEDIATE]
+    assert state_changes == {State.DATA_REQUESTED: State.DATA_BODY}
+    assert type(build("", go_ahead)) is ReadyForData
+    assert ReadyForData not in ClientConnection()._recorded_events
+    # DATA has no entry for a 2xx, which the table refuses: only a 3xx starts the content.
+    assert {kind for command, kind in REPLY_TRANSITIONS if command is Command.DATA} == {
+        ReplyClass.INTERMEDIATE,
+        ReplyClass.NEGATIVE,
+    }
     for kind in (ReplyClass.POSITIVE, ReplyClass.NEGATIVE):
         build, _ = REPLY_TRANSITIONS[Command.RCPT, kind]
         assert type(build("b@example.org", reply)) not in ClientConnection()._recorded_events
