@@ -459,8 +459,9 @@ class ClientConnection:
                 continue
             reply = reader.next_reply()
             if reply is None:
-                # next_event says whether the stream ended, and ends the session if so.
-                self._next_event()
+                if self._end_of_stream:
+                    # next_event ends the session, as the stream has ended.
+                    self._next_event()
                 return taken
             taken = True
             command, _, transaction = pending[0]
@@ -482,8 +483,11 @@ class ClientConnection:
             elif command is Command.RCPT:
                 if code < 300 or (code >= 400 and code != 421):
                     pending.popleft()
-                    count = 1 + self._take_repeated_reply(
-                        reply, transaction, owner._rcpt_sent - owner._rcpt_answered - 1
+                    # Copies of the reply may answer the transaction's other RCPTs in
+                    # flight, if it has any (a message to one recipient has none).
+                    others = owner._rcpt_sent - owner._rcpt_answered - 1
+                    count = 1 + (
+                        self._take_repeated_reply(reply, transaction, others) if others else 0
                     )
                     owner._on_recipient_reply(reply, accepted=code < 300, count=count)
                     # Unlike next_event, no deferred RSET is looked for: a transaction

@@ -515,7 +515,7 @@ class MailTransaction:
         if prepared is not None and self._content_started:
             # Made by _prepare_content from the same octets, as feed_body would make them.
             self._wire_content = None
-            self._offset = len(cast(bytes, self._data))
+            self._offset = len(self._data or b"")  # set whenever content was prepared
             self._content_ended = True
             self._connection._send_prepared_data(*prepared)
             return
