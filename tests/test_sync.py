@@ -805,6 +805,43 @@ def test_client_refuses_an_untrusted_certificate(smtpd: ServerFactory, tls: TlsF
         sync.Client("localhost", controller.port)
 
 
+@pytest.mark.parametrize("modern", [True, False])
+def test_server_that_stops_reading_makes_a_write_time_out(
+    scripted: Callable[[Callable[[Wire], None]], ScriptedServer], modern: bool
+) -> None:
+    # The server takes the envelope and says 354, then reads nothing more: once the socket
+    # buffers are full the content's write waits, and its own limit ends it.
+    release = threading.Event()
+
+    def script(wire: Wire) -> None:
+        greet_and_ehlo(wire, "PIPELINING")
+        wire.until(b"DATA\r\n")
+        wire.send(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        release.wait(SCRIPT_TIMEOUT)
+
+    server = scripted(script)
+    content = (b"x" * 78 + b"\r\n") * (400 * 1024)  # 32 MiB, more than buffers hold
+    message = r"^the server took no data for 0.3 seconds$"
+    started = time.monotonic()
+    try:
+        if modern:
+            timeouts = Timeouts(data_block=0.3)
+            client = sync.Client("127.0.0.1", server.port, tls=TlsPolicy.NONE, timeouts=timeouts)
+            with pytest.raises(TimeoutError, match=message):
+                client.send_message("a@example.org", ["b@example.org"], content)
+            assert client.sock is None  # closed: nothing more can be sent on it
+        else:
+            smtp = sync.SMTP("127.0.0.1", server.port, local_hostname="client.test", timeout=0.3)
+            smtp.ehlo()
+            with pytest.raises(sync.SMTPTimeoutError, match=message):
+                smtp.sendmail("a@example.org", ["b@example.org"], content)
+            assert smtp.sock is None
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+    server.join()
+
+
 def test_client_times_out(scripted: Callable[[Callable[[Wire], None]], ScriptedServer]) -> None:
     server = scripted(lambda wire: wire.drain())
     started = time.monotonic()

@@ -50,6 +50,7 @@ import base64
 import contextlib
 import datetime
 import email.utils
+import os
 import re
 import socket
 import ssl
@@ -375,11 +376,26 @@ class _SocketDriver:
                 # a context manager per call is a measurable share of a small message's cost.)
                 if isinstance(request, Write):
                     limit = self._write_timeout()
+                    data = request.data
                     try:
-                        sock.settimeout(limit)
-                        sock.sendall(request.data)
+                        # What the socket's buffer takes at once goes without the timeout
+                        # change and the poll that sendall makes first (system calls on the
+                        # path from a reply to the next write); only the rest waits, within
+                        # the limit. A socket left blocking (no timeout) could wait past
+                        # the limit, and TLS must go through its socket: both go the long way.
+                        if type(sock) is socket.socket and sock.gettimeout() is not None:
+                            try:
+                                sent = os.write(sock.fileno(), data)
+                            except BlockingIOError:
+                                sent = 0
+                            if sent < len(data):
+                                sock.settimeout(limit)
+                                sock.sendall(memoryview(data)[sent:])
+                        else:
+                            sock.settimeout(limit)
+                            sock.sendall(data)
                     except TimeoutError:
-                        raise self._timed_out(limit) from None
+                        raise self._timed_out(limit, writing=True) from None
                     except OSError as exc:
                         raise self._broken(exc) from exc
                 elif isinstance(request, Read):
@@ -451,7 +467,9 @@ class _SocketDriver:
     def _on_read(self, data: bytes) -> None:
         """Called with each read."""
 
-    def _timed_out(self, limit: float | None) -> Exception:
+    def _timed_out(self, limit: float | None, *, writing: bool = False) -> Exception:
+        if writing:
+            return TimeoutError(f"the server took no data for {limit} seconds")
         return TimeoutError(f"no complete reply from the server within {limit} seconds")
 
     def _broken(self, error: OSError) -> Exception:
@@ -811,7 +829,9 @@ class SMTP(_SocketDriver):
         if self.debuglevel > 0:
             self._print_debug("reply:", repr(data))
 
-    def _timed_out(self, limit: float | None) -> Exception:
+    def _timed_out(self, limit: float | None, *, writing: bool = False) -> Exception:
+        if writing:
+            return SMTPTimeoutError(f"the server took no data for {limit} seconds")
         return SMTPTimeoutError(f"no complete reply from the server within {limit} seconds")
 
     def _broken(self, error: OSError) -> Exception:
