@@ -799,6 +799,39 @@ def test_client_on_a_socket_it_was_given(smtpd: ServerFactory) -> None:
     assert sock.fileno() == -1  # the client owned it and closed it
 
 
+def test_content_goes_out_whole_through_a_small_send_buffer(smtpd: ServerFactory) -> None:
+    # A send buffer far smaller than each write: writes are taken in part, or not at all
+    # while the buffer is full, and the rest waits for room. The content arrives whole.
+    controller, recorder = smtpd()
+    sock = socket.create_connection(("127.0.0.1", controller.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    content = b"".join(b"line %06d of a message of forty thousand\r\n" % i for i in range(40_000))
+    with sync.Client("127.0.0.1", tls=TlsPolicy.NONE, sock=sock) as client:
+        result = client.send_message("a@example.test", ["b@example.test"], content)
+    assert result.outcome is MessageOutcome.ACCEPTED
+    assert [m.content for m in recorder.messages] == [content]
+
+
+def test_a_connection_reset_while_writing_is_a_lost_connection(
+    scripted: Callable[[Callable[[Wire], None]], ScriptedServer],
+) -> None:
+    # The server takes the first octet of the content and closes with the rest unread,
+    # which resets the connection: the writes that follow fail, and say so.
+    def script(wire: Wire) -> None:
+        greet_and_ehlo(wire, "PIPELINING")
+        wire.until(b"DATA\r\n")
+        wire.send(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        wire.conn.recv(1)
+
+    server = scripted(script)
+    content = (b"x" * 78 + b"\r\n") * (400 * 1024)  # 32 MiB, more than buffers hold
+    client = sync.Client("127.0.0.1", server.port, tls=TlsPolicy.NONE)
+    with pytest.raises(ConnectionLost, match=r"^the connection failed: "):
+        client.send_message("a@example.org", ["b@example.org"], content)
+    assert client.sock is None
+    server.join()
+
+
 def test_client_refuses_an_untrusted_certificate(smtpd: ServerFactory, tls: TlsFiles) -> None:
     controller, _ = smtpd(tls_context=tls.server)
     with pytest.raises(ssl.SSLCertVerificationError):

@@ -81,8 +81,9 @@ async def read_line(stream: trio.abc.Stream, script: Script) -> None:
 
 
 async def drain_until_closed(stream: trio.abc.Stream, script: Script) -> None:
-    # Record everything the client still sends, until it closes (bounded in size).
-    with contextlib.suppress(trio.BrokenResourceError):
+    # Record everything the client still sends, until it closes (bounded in size), or the
+    # server's talk closed the connection itself.
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         for _ in range(100):
             data = await stream.receive_some(65536)
             if not data:
@@ -382,6 +383,35 @@ def test_server_that_stops_reading_makes_a_write_time_out() -> None:
                 stop.set()
                 with pytest.raises(ConnectionLost):
                     await client.noop()
+
+    trio.run(main)
+
+
+def test_a_connection_reset_while_writing_is_a_lost_connection() -> None:
+    # The server takes the first octets of the content and closes with the rest unread,
+    # which resets the connection: the writes that follow fail, and the session ends.
+    async def reset(stream: trio.abc.Stream, script: Script) -> None:
+        await stream.send_all(b"220 reset.example ESMTP\r\n")
+        await read_line(stream, script)  # EHLO
+        await stream.send_all(b"250-reset.example\r\n250 PIPELINING\r\n")
+        for _ in range(3):  # MAIL, RCPT, DATA: pipelined, perhaps in one read
+            if script.received.count(b"\r\n") >= 4:
+                break
+            await read_line(stream, script)
+        await stream.send_all(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        await stream.receive_some(1)
+        await stream.aclose()
+
+    async def main() -> None:
+        content = (b"x" * 78 + b"\r\n") * (400 * 1024)  # 32 MiB, more than buffers hold
+        async with scripted_server(reset) as (port, _):
+            client = Client("127.0.0.1", port, tls=TlsPolicy.NONE)
+            async with client:
+                result = await client.send_message("a@example.org", ["b@example.org"], content)
+            # The connection ended with the content sent as far as the client knows, and no
+            # reply to it: whether the message was taken cannot be known, and is not claimed.
+            assert result.outcome is MessageOutcome.DELIVERY_UNKNOWN
+            assert result.message_reply is None
 
     trio.run(main)
 

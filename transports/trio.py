@@ -37,6 +37,7 @@ serialized by a lock; a :class:`Pool` sends on several connections at once.
 from __future__ import annotations
 
 import math
+import os
 import ssl
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, TypeVar
@@ -204,10 +205,10 @@ class Client(ClientBase):
                 value = None
                 try:
                     if isinstance(request, Write):
-                        if self._broken_by is None:
+                        if self._broken_by is None and (rest := self._write_now(request.data)):
                             writing, timeout = True, self._write_timeout()
                             scope.deadline = trio.current_time() + timeout
-                            await self._write(request.data)
+                            await self._write(rest)
                     elif isinstance(request, Read):
                         if request.fresh:
                             deadline = _deadline_after(request.timeout)
@@ -241,7 +242,22 @@ class Client(ClientBase):
             trio.TooSlowError()
         )
 
-    async def _write(self, data: bytes) -> None:
+    def _write_now(self, data: bytes) -> bytes | memoryview:
+        # What a plain socket's buffer takes at once goes with one system call, without a
+        # deadline to move or the stream's machinery (a command, or a message's content,
+        # nearly always fits); return what is left for _write, under the deadline. A full
+        # buffer, or a broken connection, leaves it all to _write, which tells the two
+        # apart; TLS streams go through _write whole.
+        stream = self._stream
+        if type(stream) is not trio.SocketStream:
+            return data
+        try:
+            sent = os.write(stream.socket.fileno(), data)
+        except OSError:
+            return data
+        return b"" if sent == len(data) else memoryview(data)[sent:]
+
+    async def _write(self, data: bytes | memoryview) -> None:
         # Under the runner's deadline.
         try:
             await self._wire().send_all(data)
