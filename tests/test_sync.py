@@ -799,6 +799,23 @@ def test_client_on_a_socket_it_was_given(smtpd: ServerFactory) -> None:
     assert sock.fileno() == -1  # the client owned it and closed it
 
 
+@pytest.mark.parametrize("direct", [True, False])
+def test_plain_writes_with_and_without_direct_writes(
+    smtpd: ServerFactory, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    # A plain socket's writes go to the kernel at once where a socket is a file descriptor
+    # (POSIX), and through sendall elsewhere: the messages arrive the same either way.
+    monkeypatch.setattr(sync, "_DIRECT_WRITES", direct)
+    controller, recorder = smtpd()
+    contents = [b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i) for i in range(3)]
+    with sync.Client("127.0.0.1", controller.port, tls=TlsPolicy.NONE) as client:
+        results = client.send_messages(
+            [("a@example.test", ["b@example.test"], content) for content in contents]
+        )
+    assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 3
+    assert [m.content for m in recorder.messages] == contents
+
+
 def test_content_goes_out_whole_through_a_small_send_buffer(smtpd: ServerFactory) -> None:
     # A send buffer far smaller than each write: writes are taken in part, or not at all
     # while the buffer is full, and the rest waits for room. The content arrives whole.

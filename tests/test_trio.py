@@ -13,6 +13,7 @@ import base64
 import contextlib
 import functools
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -385,6 +386,27 @@ def test_server_that_stops_reading_makes_a_write_time_out() -> None:
                     await client.noop()
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_plain_writes_with_and_without_direct_writes(
+    monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    # A plain socket's writes go to the kernel at once where a socket is a file descriptor
+    # (POSIX), and through the stream elsewhere: the messages arrive the same either way.
+    monkeypatch.setattr(sys.modules[Client.__module__], "_DIRECT_WRITES", direct)
+    contents = [b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i) for i in range(3)]
+
+    async def main(port: int) -> None:
+        async with Client("127.0.0.1", port, tls=TlsPolicy.NONE) as client:
+            results = await client.send_messages(
+                [("a@example.org", ["b@example.org"], content) for content in contents]
+            )
+        assert [r.outcome for r in results] == [MessageOutcome.ACCEPTED] * 3
+
+    with smtp_server(starttls=False) as server:
+        trio.run(main, server.port)
+        assert [d.content for d in server.handler.delivered] == contents
 
 
 def test_a_connection_reset_while_writing_is_a_lost_connection() -> None:

@@ -335,6 +335,10 @@ def _minimum(first: float | None, second: float | None) -> float | None:
     return min(first, second)
 
 
+# Whether a socket is a file descriptor that os.write takes (not so on Windows).
+_DIRECT_WRITES = os.name == "posix"
+
+
 def _flush(conn: ClientConnection) -> Generator[IORequest, bytes | None, None]:
     """Write whatever the engine has queued (a command just called)."""
     data = conn.data_to_send()
@@ -382,8 +386,13 @@ class _SocketDriver:
                         # change and the poll that sendall makes first (system calls on the
                         # path from a reply to the next write); only the rest waits, within
                         # the limit. A socket left blocking (no timeout) could wait past
-                        # the limit, and TLS must go through its socket: both go the long way.
-                        if type(sock) is socket.socket and sock.gettimeout() is not None:
+                        # the limit, TLS must go through its socket, and only on POSIX is a
+                        # socket a file descriptor: those go the long way.
+                        if (
+                            _DIRECT_WRITES
+                            and type(sock) is socket.socket
+                            and sock.gettimeout() is not None
+                        ):
                             try:
                                 sent = os.write(sock.fileno(), data)
                             except BlockingIOError:

@@ -69,6 +69,9 @@ _T = TypeVar("_T")
 # system calls against memory.
 _RECEIVE_SIZE = 64 * 1024
 
+# Whether a socket is a file descriptor that os.write takes (not so on Windows).
+_DIRECT_WRITES = os.name == "posix"
+
 # How long closing may take once the session is over: the TLS close_notify. Closing is a
 # courtesy, so it is kept short; past it the connection is closed without it.
 _CLOSE_TIMEOUT = 5.0
@@ -247,9 +250,10 @@ class Client(ClientBase):
         # deadline to move or the stream's machinery (a command, or a message's content,
         # nearly always fits); return what is left for _write, under the deadline. A full
         # buffer, or a broken connection, leaves it all to _write, which tells the two
-        # apart; TLS streams go through _write whole.
+        # apart; TLS streams go through _write whole, as every write does where a socket
+        # is not a file descriptor (Windows).
         stream = self._stream
-        if type(stream) is not trio.SocketStream:
+        if not _DIRECT_WRITES or type(stream) is not trio.SocketStream:
             return data
         try:
             sent = os.write(stream.socket.fileno(), data)
