@@ -339,6 +339,13 @@ def _minimum(first: float | None, second: float | None) -> float | None:
 _DIRECT_WRITES = os.name == "posix"
 
 
+def _timeout_message(limit: float | None, *, writing: bool) -> str:
+    # What ran out: a write the server took nothing of, or the wait for a reply.
+    if writing:
+        return f"the server took no data for {limit} seconds"
+    return f"no complete reply from the server within {limit} seconds"
+
+
 def _flush(conn: ClientConnection) -> Generator[IORequest, bytes | None, None]:
     """Write whatever the engine has queued (a command just called)."""
     data = conn.data_to_send()
@@ -477,9 +484,7 @@ class _SocketDriver:
         """Called with each read."""
 
     def _timed_out(self, limit: float | None, *, writing: bool = False) -> Exception:
-        if writing:
-            return TimeoutError(f"the server took no data for {limit} seconds")
-        return TimeoutError(f"no complete reply from the server within {limit} seconds")
+        return TimeoutError(_timeout_message(limit, writing=writing))
 
     def _broken(self, error: OSError) -> Exception:
         return ConnectionLost(f"the connection failed: {error}")
@@ -839,9 +844,7 @@ class SMTP(_SocketDriver):
             self._print_debug("reply:", repr(data))
 
     def _timed_out(self, limit: float | None, *, writing: bool = False) -> Exception:
-        if writing:
-            return SMTPTimeoutError(f"the server took no data for {limit} seconds")
-        return SMTPTimeoutError(f"no complete reply from the server within {limit} seconds")
+        return SMTPTimeoutError(_timeout_message(limit, writing=writing))
 
     def _broken(self, error: OSError) -> Exception:
         return SMTPServerDisconnected(f"Connection unexpectedly closed: {error}")
